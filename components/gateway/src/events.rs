@@ -1,0 +1,91 @@
+//! The events of one answer, in the order a client receives them, and their
+//! SSE encoding (DESIGN.md §4): `meta`, `sources`, unnamed text chunks, then
+//! `done` or `error`.
+
+use guest_common::sse;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Meta {
+    pub request_id: String,
+    pub model: String,
+    pub generator: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Source {
+    /// Citation number used in the answer: `[n]`.
+    pub n: usize,
+    pub id: String,
+    pub title: Option<String>,
+    pub url: Option<String>,
+    pub score: f32,
+    pub snippet: String,
+}
+
+#[derive(Debug, Serialize, Clone, Copy)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+/// Milliseconds spent in each step; `first_token` is from the request's
+/// start to the first text chunk.
+#[derive(Debug, Serialize, Default)]
+pub struct Timings {
+    pub retrieve: u64,
+    pub rerank: u64,
+    pub prompt: u64,
+    pub first_token: Option<u64>,
+    pub generate: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Done {
+    pub finish_reason: String,
+    pub usage: Option<Usage>,
+    pub timings_ms: Timings,
+    /// Which generator produced the text: e.g. "openai" or "extractive".
+    pub generator: String,
+    pub model: String,
+    /// Why the configured generator was not used, when it was not.
+    pub fallback: Option<String>,
+    /// Steps that failed without failing the answer (e.g. the reranker).
+    pub degraded: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    Meta(Meta),
+    Sources(Vec<Source>),
+    Text(String),
+    Done(Done),
+    Error(ErrorBody),
+}
+
+impl Event {
+    pub fn error(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Event::Error(ErrorBody { code: code.into(), message: message.into() })
+    }
+
+    pub fn to_sse(&self) -> String {
+        match self {
+            Event::Meta(m) => sse::event(Some("meta"), &json(m)),
+            Event::Sources(s) => sse::event(Some("sources"), &json(s)),
+            Event::Text(t) => sse::event(None, t),
+            Event::Done(d) => sse::event(Some("done"), &json(d)),
+            Event::Error(e) => sse::event(Some("error"), &json(e)),
+        }
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("event payloads always serialise")
+}

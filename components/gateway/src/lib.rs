@@ -1,0 +1,27 @@
+//! The Spindle gateway: the one orchestrator of the RAG pipeline.
+//!
+//! It serves the HTTP routes (`wasi:http/handler@0.3.0`), validates input,
+//! runs retrieve → rerank → prompt → generate through the step interfaces it
+//! imports (each satisfied by a component named in `spin.toml`), and streams
+//! the answer as Server-Sent Events. It runs unchanged under `spin up` and
+//! `spindle up`.
+
+mod api;
+mod bindings;
+mod events;
+mod limits;
+mod pipeline;
+mod sse_route;
+
+use spin_sdk::http::{IntoResponse, Method, Request};
+
+#[spin_sdk::http_service]
+async fn handle(req: Request) -> impl IntoResponse {
+    let path = req.uri().path().to_string();
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/api/chat/stream") | (Method::POST, "/api/chat/stream") => sse_route::handle(req).await,
+        (Method::GET, "/healthz") => api::json(200, &serde_json::json!({"status": "ok"})),
+        (_, "/api/chat/stream") => api::error(405, "method_not_allowed", "use GET or POST on /api/chat/stream"),
+        _ => api::error(404, "not_found", &format!("no route for {path}")),
+    }
+}

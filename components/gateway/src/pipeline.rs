@@ -1,0 +1,144 @@
+//! One answer, step by step: retrieve → rerank → prompt → generate, emitting
+//! [`Event`]s as soon as each exists. Encoding-agnostic, so the SSE route (and
+//! other encodings) share it.
+
+use crate::api::ChatRequest;
+use crate::bindings::{Passage, Query, StepError, generator, prompt, reranker, retriever};
+use crate::events::{Done, Event, Meta, Source, Timings, Usage};
+use crate::limits::{CANDIDATES_PER_SOURCE, MAX_CANDIDATES, SNIPPET_CHARS};
+use guest_common::extractive;
+use std::time::Instant;
+
+/// The client went away; stop all work.
+pub struct Gone;
+
+/// Where events go.
+pub trait Sink {
+    async fn send(&mut self, event: Event) -> Result<(), Gone>;
+}
+
+/// Maps a step failure to the `error` event's code.
+fn step_error(step: &str, e: &StepError) -> Event {
+    let (kind, message) = match e {
+        StepError::InvalidInput(m) => return Event::error("invalid_input", format!("{step}: {m}")),
+        StepError::Unavailable(m) => ("unavailable", m),
+        StepError::Timeout(m) => ("timeout", m),
+        StepError::Internal(m) => ("error", m),
+    };
+    Event::error(format!("{step}_{kind}"), format!("{step}: {message}"))
+}
+
+fn describe(e: &StepError) -> String {
+    match e {
+        StepError::InvalidInput(m) | StepError::Unavailable(m) | StepError::Timeout(m) | StepError::Internal(m) => m.clone(),
+    }
+}
+
+fn ms_since(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}
+
+fn snippet(text: &str) -> String {
+    match text.char_indices().nth(SNIPPET_CHARS) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+/// Runs the pipeline for `req`, sending every event to `sink`. Returns when
+/// the stream is complete or the client has gone.
+pub async fn run(req: ChatRequest, sink: &mut impl Sink) -> Result<(), Gone> {
+    let start = Instant::now();
+    let mut timings = Timings::default();
+    let mut degraded = Vec::new();
+
+    let info = generator::info().await;
+    let (generator_name, model) = if info.ready { (info.name.clone(), info.model.clone()) } else { ("extractive".to_string(), "extractive".to_string()) };
+    sink.send(Event::Meta(Meta { request_id: req.request_id.clone(), model: model.clone(), generator: generator_name.clone() })).await?;
+
+    let candidates = (req.top_k * CANDIDATES_PER_SOURCE).min(MAX_CANDIDATES).max(req.top_k);
+    let query = Query { text: req.query.clone(), history: req.history.clone(), top_k: candidates, filters: req.filters.clone() };
+    let t = Instant::now();
+    let retrieved = retriever::retrieve(query.clone()).await;
+    timings.retrieve = ms_since(t);
+    let retrieved = match retrieved {
+        Ok(p) => p,
+        Err(e) => return sink.send(step_error("retriever", &e)).await,
+    };
+
+    let t = Instant::now();
+    let passages: Vec<Passage> = if retrieved.is_empty() {
+        retrieved
+    } else {
+        match reranker::rerank(req.query.clone(), retrieved.clone(), req.top_k).await {
+            Ok(p) => p,
+            Err(e) => {
+                // Retrieval order is still a useful answer basis.
+                degraded.push(format!("reranker: {}", describe(&e)));
+                retrieved.into_iter().take(req.top_k as usize).collect()
+            }
+        }
+    };
+    timings.rerank = ms_since(t);
+
+    let sources = passages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Source { n: i + 1, id: p.id.clone(), title: p.title.clone(), url: p.url.clone(), score: p.score, snippet: snippet(&p.text) })
+        .collect();
+    sink.send(Event::Sources(sources)).await?;
+
+    let t = Instant::now();
+    let messages = prompt::build(Query { top_k: req.top_k, ..query }, passages.clone()).await;
+    timings.prompt = ms_since(t);
+    let messages = match messages {
+        Ok(m) => m,
+        Err(e) => return sink.send(step_error("prompt", &e)).await,
+    };
+
+    let t = Instant::now();
+    let mut finish_reason = "stop".to_string();
+    let mut usage = None;
+    let mut used = generator_name.clone();
+    let mut fallback = None;
+    let stream = if info.ready {
+        let options = generator::GenerateOptions { max_tokens: None, temperature: None, request_id: req.request_id.clone() };
+        match generator::generate(messages, passages.clone(), options).await {
+            Ok(rx) => Some(rx),
+            Err(e) => {
+                fallback = Some(describe(&e));
+                None
+            }
+        }
+    } else {
+        fallback = Some("no language model is configured".to_string());
+        None
+    };
+    match stream {
+        Some(mut rx) => {
+            while let Some(chunk) = rx.next().await {
+                match chunk {
+                    generator::Chunk::Text(text) => {
+                        timings.first_token.get_or_insert_with(|| ms_since(start));
+                        sink.send(Event::Text(text)).await?;
+                    }
+                    generator::Chunk::Usage(u) => usage = Some(Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }),
+                    generator::Chunk::Finish(reason) => finish_reason = reason,
+                    generator::Chunk::Error(e) => return sink.send(step_error("upstream", &e)).await,
+                }
+            }
+        }
+        None => {
+            used = "extractive".to_string();
+            let srcs: Vec<extractive::Source<'_>> = passages.iter().map(|p| extractive::Source { title: p.title.as_deref(), text: &p.text }).collect();
+            for piece in extractive::answer(&req.query, &srcs) {
+                timings.first_token.get_or_insert_with(|| ms_since(start));
+                sink.send(Event::Text(piece)).await?;
+            }
+        }
+    }
+    timings.generate = ms_since(t);
+    timings.total = ms_since(start);
+    let model = if used == "extractive" { "extractive".to_string() } else { model };
+    sink.send(Event::Done(Done { finish_reason, usage, timings_ms: timings, generator: used, model, fallback, degraded })).await
+}

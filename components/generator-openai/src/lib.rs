@@ -1,0 +1,237 @@
+//! `generator-openai`: streams an answer from any OpenAI-compatible
+//! `/v1/chat/completions` endpoint (vLLM, llama.cpp, Ollama, OpenAI ...).
+//!
+//! Configured by Spin variables: `llm_url` (API base including `/v1`; empty
+//! means "not configured"), `llm_model`, `llm_api_key`, `llm_timeout_ms`
+//! (connect + response headers), `llm_idle_timeout_ms` (longest silence
+//! between stream chunks, including before the first token).
+//!
+//! `generate` returns only once the first token has arrived, so every
+//! failure before it is an `Err` the gateway can fall back from; failures
+//! after it travel in the stream as `chunk::error`. Dropping the stream drops
+//! the HTTP response body, which closes the upstream connection and stops
+//! the model generating.
+
+use futures::StreamExt;
+use futures::stream::LocalBoxStream;
+use guest_common::openai::{self, StreamError, StreamItem};
+use guest_common::runtime::{deadline, variable_or, variable_u64};
+use guest_common::sse::Decoder;
+use spin_sdk::http::body::IncomingBodyExt;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+mod bindings {
+    spin_sdk::wit_bindgen::generate!({
+        world: "spindle:generator/generator-step",
+        path: ["../../wit/types", "../../wit/generator"],
+        runtime_path: "::spin_sdk::wit_bindgen::rt",
+        generate_all,
+    });
+}
+
+use bindings::exports::spindle::generator::generator::{Chunk, GenerateOptions, GeneratorInfo, Guest, Usage};
+use bindings::spindle::types::types::{Message, Passage, Role, StepError};
+
+/// Most bytes of an upstream error body quoted back to the client.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+struct Config {
+    url: String,
+    model: String,
+    api_key: String,
+    timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl Config {
+    async fn load() -> Result<Self, StepError> {
+        let ms = |r: Result<u64, String>| r.map(Duration::from_millis).map_err(StepError::InvalidInput);
+        Ok(Config {
+            url: variable_or("llm_url", "").await.trim_end_matches('/').to_string(),
+            model: variable_or("llm_model", "default").await,
+            api_key: variable_or("llm_api_key", "").await,
+            timeout: ms(variable_u64("llm_timeout_ms", 30_000).await)?,
+            idle_timeout: ms(variable_u64("llm_idle_timeout_ms", 60_000).await)?,
+        })
+    }
+}
+
+/// The upstream response body, decoded into chunks one at a time.
+struct Upstream {
+    body: LocalBoxStream<'static, Result<Vec<u8>, String>>,
+    decoder: Decoder,
+    pending: VecDeque<Chunk>,
+    idle_timeout: Duration,
+    finished: bool,
+    ended: bool,
+}
+
+impl Upstream {
+    /// The next chunk; `None` once the upstream stream has ended cleanly.
+    async fn next_chunk(&mut self) -> Option<Chunk> {
+        loop {
+            if let Some(c) = self.pending.pop_front() {
+                return Some(c);
+            }
+            if self.ended {
+                return None;
+            }
+            let read = deadline(self.idle_timeout, self.body.next()).await;
+            match read {
+                None => {
+                    return self.fail(StepError::Timeout(format!(
+                        "the LLM sent nothing for {} ms",
+                        self.idle_timeout.as_millis()
+                    )));
+                }
+                Some(None) if self.finished => self.ended = true,
+                Some(None) => {
+                    return self.fail(StepError::Unavailable("the LLM stream ended before [DONE]".into()));
+                }
+                Some(Some(Err(e))) => {
+                    return self.fail(StepError::Unavailable(format!("the LLM connection failed: {e}")));
+                }
+                Some(Some(Ok(bytes))) => self.decode(&bytes),
+            }
+        }
+    }
+
+    fn decode(&mut self, bytes: &[u8]) {
+        for event in self.decoder.feed(bytes) {
+            match openai::parse_event(&event.data) {
+                Ok(items) => {
+                    for item in items {
+                        match item {
+                            StreamItem::Text(t) => self.pending.push_back(Chunk::Text(t)),
+                            StreamItem::Finish(r) => {
+                                self.finished = true;
+                                self.pending.push_back(Chunk::Finish(r));
+                            }
+                            StreamItem::Usage { prompt_tokens, completion_tokens } => {
+                                self.pending.push_back(Chunk::Usage(Usage { prompt_tokens, completion_tokens }))
+                            }
+                            StreamItem::Done => {
+                                self.finished = true;
+                                self.ended = true;
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    let err = match e {
+                        StreamError::Upstream(m) => StepError::Unavailable(format!("the LLM reported an error: {m}")),
+                        StreamError::Malformed(m) => StepError::Internal(format!("the LLM sent a malformed chunk: {m}")),
+                    };
+                    self.pending.push_back(Chunk::Error(err));
+                    self.ended = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, err: StepError) -> Option<Chunk> {
+        self.ended = true;
+        Some(Chunk::Error(err))
+    }
+}
+
+fn role(r: Role) -> &'static str {
+    match r {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    }
+}
+
+async fn start(cfg: &Config, messages: &[Message], options: &GenerateOptions) -> Result<Upstream, StepError> {
+    let pairs: Vec<(&str, &str)> = messages.iter().map(|m| (role(m.role), m.content.as_str())).collect();
+    let body = openai::chat_request(&cfg.model, &pairs, options.max_tokens, options.temperature).to_string();
+    let endpoint = format!("{}/chat/completions", cfg.url);
+    let mut req = spin_sdk::http::Request::post(&endpoint)
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .header("x-request-id", &options.request_id);
+    if !cfg.api_key.is_empty() {
+        req = req.header("authorization", format!("Bearer {}", cfg.api_key));
+    }
+    let req = req.body(body).map_err(|e| StepError::InvalidInput(format!("bad LLM URL `{endpoint}`: {e}")))?;
+    let resp = match deadline(cfg.timeout, spin_sdk::http::send(req)).await {
+        None => return Err(StepError::Timeout(format!("no response from the LLM at {endpoint} within {} ms", cfg.timeout.as_millis()))),
+        Some(Err(e)) => return Err(StepError::Unavailable(format!("cannot reach the LLM at {endpoint}: {e:?}"))),
+        Some(Ok(resp)) => resp,
+    };
+    let status = resp.status();
+    // Own the body as a boxed stream so `Upstream` needs no SDK-private types.
+    let mut body = resp.into_body().stream().map(|r| r.map(|b| b.to_vec()).map_err(|e| format!("{e:?}"))).boxed_local();
+    if !status.is_success() {
+        let mut buf = Vec::new();
+        while let Some(Some(Ok(bytes))) = deadline(cfg.timeout, body.next()).await {
+            buf.extend_from_slice(&bytes);
+            if buf.len() > MAX_ERROR_BODY {
+                break;
+            }
+        }
+        return Err(StepError::Unavailable(format!(
+            "the LLM at {endpoint} answered HTTP {}: {}",
+            status.as_u16(),
+            openai::error_body_message(&buf)
+        )));
+    }
+    Ok(Upstream { body, decoder: Decoder::default(), pending: VecDeque::new(), idle_timeout: cfg.idle_timeout, finished: false, ended: false })
+}
+
+struct OpenAi;
+
+impl Guest for OpenAi {
+    async fn info() -> GeneratorInfo {
+        let url = variable_or("llm_url", "").await;
+        GeneratorInfo { name: "openai".into(), model: variable_or("llm_model", "default").await, ready: !url.is_empty() }
+    }
+
+    async fn generate(
+        messages: Vec<Message>,
+        _passages: Vec<Passage>,
+        options: GenerateOptions,
+    ) -> Result<spin_sdk::wit_bindgen::StreamReader<Chunk>, StepError> {
+        let cfg = Config::load().await?;
+        if cfg.url.is_empty() {
+            return Err(StepError::Unavailable("no LLM is configured (variable llm_url is empty)".into()));
+        }
+        let mut upstream = start(&cfg, &messages, &options).await?;
+        // Hold everything up to the first token: an error before it is a
+        // clean `Err` (the caller may fall back); after it, it is streamed.
+        let mut head = Vec::new();
+        loop {
+            match upstream.next_chunk().await {
+                Some(Chunk::Error(e)) => return Err(e),
+                Some(c @ Chunk::Text(_)) => {
+                    head.push(c);
+                    break;
+                }
+                Some(c) => head.push(c),
+                None => break,
+            }
+        }
+        let (mut tx, rx) = bindings::wit_stream::new::<Chunk>();
+        spin_sdk::wit_bindgen::spawn(async move {
+            for c in head {
+                if tx.write_one(c).await.is_some() {
+                    return;
+                }
+            }
+            while let Some(c) = upstream.next_chunk().await {
+                if tx.write_one(c).await.is_some() {
+                    // The reader is gone (client disconnected): returning
+                    // drops `upstream` and with it the LLM connection.
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+bindings::export!(OpenAi with_types_in bindings);

@@ -1,0 +1,161 @@
+//! The OpenAI chat-completions wire format: request bodies and the
+//! `stream: true` chunk stream (`data: {chat.completion.chunk}` ... `data: [DONE]`),
+//! including the error objects OpenAI-compatible servers send.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// One thing an upstream stream event carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    Text(String),
+    Finish(String),
+    Usage { prompt_tokens: u32, completion_tokens: u32 },
+    /// The `[DONE]` sentinel: the stream is complete.
+    Done,
+}
+
+/// Why an upstream event could not be used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamError {
+    /// The upstream reported an error object (in-band, mid-stream).
+    Upstream(String),
+    /// The event was not a chat.completion.chunk.
+    Malformed(String),
+}
+
+impl std::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamError::Upstream(m) => write!(f, "upstream error: {m}"),
+            StreamError::Malformed(m) => write!(f, "malformed upstream chunk: {m}"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    delta: Delta,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Delta {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    #[serde(default)]
+    prompt_tokens: u32,
+    #[serde(default)]
+    completion_tokens: u32,
+}
+
+/// Decodes the data of one upstream SSE event.
+pub fn parse_event(data: &str) -> Result<Vec<StreamItem>, StreamError> {
+    let data = data.trim();
+    if data == "[DONE]" {
+        return Ok(vec![StreamItem::Done]);
+    }
+    let value: Value = serde_json::from_str(data).map_err(|e| StreamError::Malformed(format!("{e}: {}", preview(data))))?;
+    if let Some(err) = value.get("error") {
+        return Err(StreamError::Upstream(error_message(err)));
+    }
+    if value.get("choices").is_none() && value.get("usage").is_none() {
+        return Err(StreamError::Malformed(format!("no `choices`: {}", preview(data))));
+    }
+    let chunk: Chunk = serde_json::from_value(value).map_err(|e| StreamError::Malformed(format!("{e}: {}", preview(data))))?;
+    let mut items = Vec::new();
+    for choice in chunk.choices.into_iter().take(1) {
+        if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
+            items.push(StreamItem::Text(text));
+        }
+        if let Some(reason) = choice.finish_reason {
+            items.push(StreamItem::Finish(reason));
+        }
+    }
+    if let Some(u) = chunk.usage {
+        items.push(StreamItem::Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens });
+    }
+    Ok(items)
+}
+
+/// The message of an OpenAI error body (`{"error": {"message": ...}}`), or
+/// the body itself, shortened, when it is not one.
+pub fn error_body_message(body: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => v.get("error").map(error_message).unwrap_or_else(|| preview(&v.to_string())),
+        Err(_) => preview(&String::from_utf8_lossy(body)),
+    }
+}
+
+fn error_message(err: &Value) -> String {
+    match err {
+        Value::String(s) => s.clone(),
+        other => other.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| preview(&other.to_string())),
+    }
+}
+
+fn preview(s: &str) -> String {
+    const MAX: usize = 200;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Builds a streaming chat-completions request body.
+pub fn chat_request(model: &str, messages: &[(&str, &str)], max_tokens: Option<u32>, temperature: Option<f32>) -> Value {
+    let mut body = json!({
+        "model": model,
+        "messages": messages.iter().map(|(role, content)| json!({"role": role, "content": content})).collect::<Vec<_>>(),
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    if let Some(m) = max_tokens {
+        body["max_tokens"] = json!(m);
+    }
+    if let Some(t) = temperature {
+        body["temperature"] = json!(t);
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_content_finish_usage_and_done() {
+        let c = r#"{"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#;
+        assert_eq!(parse_event(c).unwrap(), vec![StreamItem::Text("Hi".into())]);
+        let f = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
+        assert_eq!(parse_event(f).unwrap(), vec![StreamItem::Finish("stop".into())]);
+        let u = r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+        assert_eq!(parse_event(u).unwrap(), vec![StreamItem::Usage { prompt_tokens: 3, completion_tokens: 2 }]);
+        assert_eq!(parse_event("[DONE]").unwrap(), vec![StreamItem::Done]);
+    }
+
+    #[test]
+    fn reports_errors_and_garbage() {
+        assert_eq!(
+            parse_event(r#"{"error":{"message":"overloaded","type":"server_error"}}"#),
+            Err(StreamError::Upstream("overloaded".into()))
+        );
+        assert!(matches!(parse_event("{not json"), Err(StreamError::Malformed(_))));
+        assert!(matches!(parse_event(r#"{"foo":1}"#), Err(StreamError::Malformed(_))));
+        assert_eq!(error_body_message(br#"{"error":{"message":"bad key"}}"#), "bad key");
+    }
+}

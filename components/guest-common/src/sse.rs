@@ -1,0 +1,119 @@
+//! Server-Sent Events framing (WHATWG HTML §9.2), both directions: encoding
+//! the events Spindle sends and incrementally decoding an upstream's stream.
+//!
+//! Hand-written because the framing is a few lines and the guest crates must
+//! stay free of async runtimes that SSE crates pull in.
+
+/// Encodes one event. Each line of `data` gets its own `data:` field, so a
+/// chunk containing newlines arrives intact; `\r\n` and `\r` count as newlines.
+pub fn event(name: Option<&str>, data: &str) -> String {
+    let mut out = String::with_capacity(data.len() + 32);
+    if let Some(name) = name {
+        out.push_str("event: ");
+        out.push_str(name);
+        out.push('\n');
+    }
+    let data = data.replace("\r\n", "\n").replace('\r', "\n");
+    for line in data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
+}
+
+/// A comment line: ignored by clients, keeps idle connections open.
+pub fn comment(text: &str) -> String {
+    format!(": {text}\n\n")
+}
+
+/// One decoded event.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Event {
+    pub name: Option<String>,
+    pub data: String,
+}
+
+/// Incremental decoder: feed bytes as they arrive, take whole events out.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    buf: Vec<u8>,
+    name: Option<String>,
+    data: Option<String>,
+}
+
+impl Decoder {
+    /// Appends bytes and returns every event they complete.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
+        self.buf.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+            let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            let line = String::from_utf8_lossy(&line);
+            if line.is_empty() {
+                if let Some(data) = self.data.take() {
+                    events.push(Event { name: self.name.take(), data });
+                }
+                self.name = None;
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = match line.split_once(':') {
+                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                None => (&*line, ""),
+            };
+            match field {
+                "event" => self.name = Some(value.to_string()),
+                "data" => match &mut self.data {
+                    Some(d) => {
+                        d.push('\n');
+                        d.push_str(value);
+                    }
+                    None => self.data = Some(value.to_string()),
+                },
+                _ => {}
+            }
+        }
+        events
+    }
+
+    /// Bytes received that do not yet end a line (for error messages).
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_line_data_round_trips() {
+        let wire = event(Some("x"), "a\nb") + &event(None, "c");
+        assert_eq!(wire, "event: x\ndata: a\ndata: b\n\ndata: c\n\n");
+        let mut d = Decoder::default();
+        let (first, second) = wire.as_bytes().split_at(7);
+        let mut got = d.feed(first);
+        got.extend(d.feed(second));
+        assert_eq!(
+            got,
+            vec![
+                Event { name: Some("x".into()), data: "a\nb".into() },
+                Event { name: None, data: "c".into() }
+            ]
+        );
+    }
+
+    #[test]
+    fn comments_and_crlf_are_handled() {
+        let mut d = Decoder::default();
+        assert_eq!(d.feed(b": ping\r\n\r\ndata: {}\r\n\r\n"), vec![Event { name: None, data: "{}".into() }]);
+    }
+}

@@ -1,0 +1,37 @@
+//! `reranker-lexical`: the embedded default reranker (BM25 over the
+//! candidates blended with query-term coverage; see `guest_common::lexical`).
+
+mod bindings {
+    wit_bindgen::generate!({
+        world: "spindle:reranker/reranker-step",
+        path: ["../../wit/types", "../../wit/reranker"],
+        generate_all,
+    });
+}
+
+use bindings::exports::spindle::reranker::reranker::Guest;
+use bindings::spindle::types::types::{Passage, StepError};
+
+struct Lexical;
+
+impl Guest for Lexical {
+    async fn rerank(query: String, passages: Vec<Passage>, top_n: u32) -> Result<Vec<Passage>, StepError> {
+        let order = {
+            let texts: Vec<&str> = passages.iter().map(|p| p.text.as_str()).collect();
+            guest_common::lexical::rerank(&query, &texts)
+        };
+        let mut slots: Vec<Option<Passage>> = passages.into_iter().map(Some).collect();
+        Ok(order
+            .into_iter()
+            .take(top_n as usize)
+            .filter_map(|(i, score)| {
+                slots[i].take().map(|mut p| {
+                    p.score = score;
+                    p
+                })
+            })
+            .collect())
+    }
+}
+
+bindings::export!(Lexical with_types_in bindings);

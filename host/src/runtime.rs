@@ -1,0 +1,248 @@
+//! The wasmtime side: the engine (pooling allocator, compiled-code cache,
+//! epoch interruption), the linker with WASI 0.2 + 0.3, `wasi:http@0.3` and
+//! Spin's APIs, and one instance pool per HTTP component driven by
+//! wasmtime-wasi-http's `ProxyHandler` (WASI 0.3 instance reuse).
+
+use crate::outbound::Outbound;
+use crate::variables::{self, ComponentVariables};
+use anyhow::Context as _;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreContextMut, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::handler::{self, HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus};
+use wasmtime_wasi_http::p3::bindings::ServicePre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// How often the epoch advances. Running wasm yields to other streams at
+/// every tick, so this bounds how long a CPU-bound step can hold a thread.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Runtime limits, from the command line.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest linear memory of any one instance, in bytes.
+    pub max_memory: usize,
+    /// Deadline for a whole request, stream included.
+    pub request_timeout: Duration,
+    /// Requests one instance serves before it is replaced.
+    pub instance_reuse: usize,
+    /// Requests one instance serves at once.
+    pub instance_concurrency: usize,
+    /// Instances the pooling allocator keeps room for.
+    pub max_instances: u32,
+}
+
+/// Builds the engine shared by every component.
+pub fn engine(cache_dir: Option<&Path>, limits: &Limits) -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.wasm_component_model_async(true);
+    config.epoch_interruption(true);
+    let mut pool = PoolingAllocationConfig::default();
+    // A composed app has one core instance, memory and table per step
+    // component plus adapters: room for 16 of each per component instance.
+    pool.total_component_instances(limits.max_instances)
+        .total_core_instances(limits.max_instances * 16)
+        .total_memories(limits.max_instances * 16)
+        .total_tables(limits.max_instances * 16)
+        .total_stacks(limits.max_instances * 4)
+        .max_memory_size(limits.max_memory)
+        .max_memories_per_component(32)
+        .max_tables_per_component(64)
+        .max_core_instances_per_component(64);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config.memory_reservation(limits.max_memory as u64);
+    if let Some(dir) = cache_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create cache directory {}", dir.display()))?;
+        let mut cache = wasmtime::CacheConfig::new();
+        cache.with_directory(std::fs::canonicalize(dir)?);
+        config.cache(Some(wasmtime::Cache::new(cache)?));
+    }
+    let engine = Engine::new(&config)?;
+    let ticker = engine.weak();
+    std::thread::Builder::new().name("epoch".into()).spawn(move || {
+        while let Some(engine) = ticker.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    })?;
+    Ok(engine)
+}
+
+/// What one instance's store holds.
+pub struct StoreData {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: Outbound,
+    variables: ComponentVariables,
+    limits: StoreLimits,
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for StoreData {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+/// Everything the components may import from the host.
+pub fn linker(engine: &Engine) -> anyhow::Result<Linker<StoreData>> {
+    let mut linker = Linker::new(engine);
+    // Rust std on wasm32-wasip2 imports the 0.2 interfaces; spin-sdk 7 the 0.3 ones.
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    variables::add_to_linker(&mut linker, |d: &mut StoreData| &d.variables)?;
+    Ok(linker)
+}
+
+/// One HTTP component ready to serve: its pre-instance and configuration.
+pub struct ComponentRuntime {
+    pub id: String,
+    engine: Engine,
+    pre: ProxyPre<StoreData>,
+    outbound: Outbound,
+    variables: ComponentVariables,
+    environment: Vec<(String, String)>,
+    limits: Limits,
+}
+
+impl ComponentRuntime {
+    pub fn new(
+        id: &str,
+        engine: &Engine,
+        linker: &Linker<StoreData>,
+        wasm: &[u8],
+        outbound: Outbound,
+        variables: ComponentVariables,
+        environment: Vec<(String, String)>,
+        limits: Limits,
+    ) -> anyhow::Result<Self> {
+        let component = Component::new(engine, wasm).map_err(anyhow::Error::from).with_context(|| format!("compiling component {id:?}"))?;
+        let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| format!("linking component {id:?}"))?;
+        let pre = ServicePre::new(pre).map_err(anyhow::Error::from).with_context(|| format!("component {id:?} does not export wasi:http/handler@0.3"))?;
+        Ok(ComponentRuntime { id: id.to_string(), engine: engine.clone(), pre: ProxyPre::P3(pre), outbound, variables, environment, limits })
+    }
+
+    fn new_store(&self) -> Store<StoreData> {
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stdout().inherit_stderr();
+        for (k, v) in &self.environment {
+            wasi.env(k, v);
+        }
+        let data = StoreData {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: self.outbound.clone(),
+            variables: self.variables.clone(),
+            limits: StoreLimitsBuilder::new().memory_size(self.limits.max_memory).trap_on_grow_failure(true).build(),
+        };
+        let mut store = Store::new(&self.engine, data);
+        store.limiter(|d| &mut d.limits);
+        // Yield to other requests at every epoch tick instead of trapping:
+        // the request deadline below is what ends a runaway request.
+        store.epoch_deadline_async_yield_and_update(1);
+        store.set_epoch_deadline(1);
+        store
+    }
+}
+
+impl HandlerState for ComponentRuntime {
+    type StoreData = StoreData;
+    type WorkerExpiration = Expiration;
+    type WorkerState = Worker;
+
+    fn instantiate(&self) -> impl Future<Output = wasmtime::Result<Instance<StoreData, Expiration, Worker>>> + Send {
+        async move {
+            let mut store = self.new_store();
+            let proxy = self.pre.instantiate_async(&mut store).await?;
+            Ok(Instance {
+                store,
+                proxy,
+                view: <StoreData as WasiHttpView>::http,
+                expiration: Expiration {
+                    idle: IDLE_INSTANCE_TIMEOUT,
+                    request: self.limits.request_timeout,
+                    sleep: Box::pin(tokio::time::sleep(Duration::MAX / 4)),
+                },
+                state: Worker { id: self.id.clone(), limits: self.limits.clone() },
+            })
+        }
+    }
+}
+
+/// An instance with no request for this long is dropped.
+const IDLE_INSTANCE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// When an instance expires: idle too long, or a request past its deadline.
+pub struct Expiration {
+    idle: Duration,
+    request: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl WorkerExpiration for Expiration {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>, status: WorkerStatus, start: Instant) -> Poll<()> {
+        let me = self.get_mut();
+        let limit = if status == WorkerStatus::Idle { me.idle } else { me.request };
+        let Some(deadline) = start.checked_add(limit) else { return Poll::Pending };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        if me.sleep.deadline() != deadline {
+            me.sleep.as_mut().reset(deadline);
+        }
+        me.sleep.as_mut().poll(cx)
+    }
+}
+
+/// Reuse policy of one instance.
+pub struct Worker {
+    id: String,
+    limits: Limits,
+}
+
+impl WorkerState for Worker {
+    type StoreData = StoreData;
+    type RequestData = ();
+
+    fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
+        if total >= self.limits.instance_reuse {
+            ShouldAccept::Never
+        } else if concurrent >= self.limits.instance_concurrency {
+            ShouldAccept::No
+        } else {
+            ShouldAccept::Yes
+        }
+    }
+
+    fn on_request_start(
+        &self,
+        _store: StoreContextMut<'_, StoreData>,
+        _data: (),
+        _task: wasmtime::component::GuestTaskId,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        Box::pin(tokio::time::sleep(self.limits.request_timeout))
+    }
+
+    fn drop(&self, store: Store<StoreData>, result: wasmtime::Result<()>) {
+        if let Err(e) = result {
+            tracing::warn!(component = %self.id, "instance ended with an error: {e:?}");
+        }
+        drop(store);
+    }
+}
+
+/// The handler type the server routes to.
+pub type Handler = handler::ProxyHandler<ComponentRuntime>;
