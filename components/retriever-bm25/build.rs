@@ -16,7 +16,8 @@ fn main() {
     let mut docs = Vec::new();
     for file in corpus_files(&source) {
         println!("cargo:rerun-if-changed={}", file.display());
-        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         docs.extend(parse_jsonl(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display())));
     }
     assert!(!docs.is_empty(), "no documents in {}", source.display());
@@ -35,7 +36,12 @@ fn corpus_files(path: &Path) -> Vec<PathBuf> {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with("eval-"))
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("eval-")
+        })
         .collect();
     files.sort();
     files

@@ -5,7 +5,7 @@ use crate::compose;
 use crate::manifest::App;
 use crate::outbound::{AllowList, Outbound, SharedClient};
 use crate::routes::Pattern;
-use crate::runtime::{self, ComponentRuntime, Handler, Limits};
+use crate::runtime::{self, ComponentConfig, ComponentRuntime, Handler, Limits};
 use crate::server::Router;
 use crate::variables::Resolver;
 use anyhow::Context;
@@ -36,17 +36,25 @@ pub fn load(app: &App, cache_dir: Option<&Path>, limits: &Limits) -> anyhow::Res
             let variables = resolver.component_values(id, c)?;
             let started = std::time::Instant::now();
             let wasm = compose::compose(app, id)?;
-            let runtime = ComponentRuntime::new(
-                id,
-                &engine,
-                &linker,
-                &wasm,
-                Outbound { allow: Arc::new(allow), client: client.clone() },
+            let config = ComponentConfig {
+                outbound: Outbound {
+                    allow: Arc::new(allow),
+                    client: client.clone(),
+                },
                 variables,
-                c.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                limits.clone(),
-            )?;
-            eprintln!("Loaded component {id} ({} KiB composed) in {} ms", wasm.len() / 1024, started.elapsed().as_millis());
+                environment: c
+                    .environment
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            };
+            let runtime =
+                ComponentRuntime::new(id, &engine, &linker, &wasm, config, limits.clone())?;
+            eprintln!(
+                "Loaded component {id} ({} KiB composed) in {} ms",
+                wasm.len() / 1024,
+                started.elapsed().as_millis()
+            );
             handlers.insert(id.clone(), Arc::new(ProxyHandler::new(runtime)));
         }
         routes.push((Pattern::parse(&trigger.route), handlers[id].clone()));

@@ -18,7 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "spindle", version, about = "Run a Spin HTTP app on wasmtime, streaming its responses")]
+#[command(
+    name = "spindle",
+    version,
+    about = "Run a Spin HTTP app on wasmtime, streaming its responses"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -79,17 +83,26 @@ impl UpArgs {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Build { manifest } => builder::build_all(&manifest::App::load(&manifest)?),
             Command::Check(args) => {
                 let (app, router) = prepare(&args)?;
-                eprintln!("{}: OK, {} route(s)", app.path.display(), router.routes.len());
+                eprintln!(
+                    "{}: OK, {} route(s)",
+                    app.path.display(),
+                    router.routes.len()
+                );
                 Ok(())
             }
             Command::Up(args) => up(args).await,
@@ -109,7 +122,9 @@ fn prepare(args: &UpArgs) -> anyhow::Result<(manifest::App, server::Router)> {
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (app, router) = tokio::task::block_in_place(|| prepare(&args))?;
-    let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("Serving http://{addr}");
     println!("Available routes:");

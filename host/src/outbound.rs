@@ -50,7 +50,9 @@ impl AllowList {
             if e.is_empty() || e == "http://" || e == "https://" {
                 continue;
             }
-            rules.push(parse_rule(e).with_context(|| format!("allowed_outbound_hosts entry {entry:?}"))?);
+            rules.push(
+                parse_rule(e).with_context(|| format!("allowed_outbound_hosts entry {entry:?}"))?,
+            );
         }
         Ok(AllowList { rules })
     }
@@ -58,8 +60,13 @@ impl AllowList {
     /// Whether a request to `uri` is allowed. A wildcard host never covers
     /// loopback, private or link-local IP literals: those must be listed.
     pub fn allows(&self, uri: &http::Uri) -> bool {
-        let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else { return false };
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+            return false;
+        };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         let port = uri.port_u16().or(match scheme {
             "http" => Some(80),
             "https" => Some(443),
@@ -79,14 +86,23 @@ impl AllowList {
 
 fn is_internal_ip(host: &str) -> bool {
     match host.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified(),
-        Ok(IpAddr::V6(ip)) => ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00 || (ip.segments()[0] & 0xffc0) == 0xfe80,
+        Ok(IpAddr::V4(ip)) => {
+            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+        }
+        Ok(IpAddr::V6(ip)) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (ip.segments()[0] & 0xfe00) == 0xfc00
+                || (ip.segments()[0] & 0xffc0) == 0xfe80
+        }
         Err(_) => host == "localhost",
     }
 }
 
 fn parse_rule(entry: &str) -> anyhow::Result<Rule> {
-    let Some((scheme, rest)) = entry.split_once("://") else { bail!("must look like scheme://host[:port]") };
+    let Some((scheme, rest)) = entry.split_once("://") else {
+        bail!("must look like scheme://host[:port]")
+    };
     let scheme = match scheme {
         "*" => None,
         s if s.chars().all(|c| c.is_ascii_alphabetic()) => Some(s.to_ascii_lowercase()),
@@ -102,19 +118,28 @@ fn parse_rule(entry: &str) -> anyhow::Result<Rule> {
     };
     let port = match port {
         Some("*") => None,
-        Some(p) => Some(p.parse::<u16>().with_context(|| format!("invalid port {p:?}"))?),
+        Some(p) => Some(
+            p.parse::<u16>()
+                .with_context(|| format!("invalid port {p:?}"))?,
+        ),
         None => match scheme.as_deref() {
             Some("http") => Some(80),
             Some("https") => Some(443),
-            _ => bail!("give a port for scheme {:?}", scheme.as_deref().unwrap_or("*")),
+            _ => bail!(
+                "give a port for scheme {:?}",
+                scheme.as_deref().unwrap_or("*")
+            ),
         },
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
     let host = match host.as_str() {
         "*" => HostPattern::Any,
         h if h.starts_with("*.") => HostPattern::Suffix(h[1..].to_string()),
         h if h.contains('*') => bail!("wildcards are allowed only as a leading `*.`"),
-        h if h.is_empty() => bail!("missing host"),
+        "" => bail!("missing host"),
         h => HostPattern::Exact(h.to_string()),
     };
     Ok(Rule { scheme, host, port })
@@ -129,7 +154,9 @@ impl SharedClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).build(connector);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector);
         SharedClient(client)
     }
 }
@@ -142,10 +169,16 @@ pub struct Outbound {
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
-type SendFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
+type SendFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
 
 impl WasiHttpHooks for Outbound {
-    fn send_request(&mut self, request: http::Request<WasiBody>, options: Option<RequestOptions>, _fut: IoFuture) -> SendFuture {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: IoFuture,
+    ) -> SendFuture {
         if !self.allow.allows(request.uri()) {
             tracing::warn!(uri = %request.uri(), "outbound request denied: host not in allowed_outbound_hosts");
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
@@ -164,7 +197,9 @@ impl WasiHttpHooks for Outbound {
             let first_byte = options.and_then(|o| o.first_byte_timeout);
             let call = client.request(request);
             let res = match first_byte {
-                Some(t) => tokio::time::timeout(t, call).await.map_err(|_| HttpError::HttpResponseTimeout)?,
+                Some(t) => tokio::time::timeout(t, call)
+                    .await
+                    .map_err(|_| HttpError::HttpResponseTimeout)?,
                 None => call.await,
             }
             .map_err(|e| {

@@ -12,9 +12,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreContextMut, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreContextMut,
+    StoreLimits, StoreLimitsBuilder,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::handler::{self, HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus};
+use wasmtime_wasi_http::handler::{
+    self, HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState,
+    WorkerStatus,
+};
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -58,20 +64,23 @@ pub fn engine(cache_dir: Option<&Path>, limits: &Limits) -> anyhow::Result<Engin
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config.memory_reservation(limits.max_memory as u64);
     if let Some(dir) = cache_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create cache directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
         let mut cache = wasmtime::CacheConfig::new();
         cache.with_directory(std::fs::canonicalize(dir)?);
         config.cache(Some(wasmtime::Cache::new(cache)?));
     }
     let engine = Engine::new(&config)?;
     let ticker = engine.weak();
-    std::thread::Builder::new().name("epoch".into()).spawn(move || {
-        while let Some(engine) = ticker.upgrade() {
-            engine.increment_epoch();
-            drop(engine);
-            std::thread::sleep(EPOCH_TICK);
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("epoch".into())
+        .spawn(move || {
+            while let Some(engine) = ticker.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
     Ok(engine)
 }
 
@@ -87,13 +96,20 @@ pub struct StoreData {
 
 impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for StoreData {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
     }
 }
 
@@ -113,10 +129,15 @@ pub struct ComponentRuntime {
     pub id: String,
     engine: Engine,
     pre: ProxyPre<StoreData>,
-    outbound: Outbound,
-    variables: ComponentVariables,
-    environment: Vec<(String, String)>,
+    config: ComponentConfig,
     limits: Limits,
+}
+
+/// What a component's instances are given, from the manifest.
+pub struct ComponentConfig {
+    pub outbound: Outbound,
+    pub variables: ComponentVariables,
+    pub environment: Vec<(String, String)>,
 }
 
 impl ComponentRuntime {
@@ -125,30 +146,44 @@ impl ComponentRuntime {
         engine: &Engine,
         linker: &Linker<StoreData>,
         wasm: &[u8],
-        outbound: Outbound,
-        variables: ComponentVariables,
-        environment: Vec<(String, String)>,
+        config: ComponentConfig,
         limits: Limits,
     ) -> anyhow::Result<Self> {
-        let component = Component::new(engine, wasm).map_err(anyhow::Error::from).with_context(|| format!("compiling component {id:?}"))?;
-        let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| format!("linking component {id:?}"))?;
-        let pre = ServicePre::new(pre).map_err(anyhow::Error::from).with_context(|| format!("component {id:?} does not export wasi:http/handler@0.3"))?;
-        Ok(ComponentRuntime { id: id.to_string(), engine: engine.clone(), pre: ProxyPre::P3(pre), outbound, variables, environment, limits })
+        let component = Component::new(engine, wasm)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("compiling component {id:?}"))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("linking component {id:?}"))?;
+        let pre = ServicePre::new(pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("component {id:?} does not export wasi:http/handler@0.3"))?;
+        Ok(ComponentRuntime {
+            id: id.to_string(),
+            engine: engine.clone(),
+            pre: ProxyPre::P3(pre),
+            config,
+            limits,
+        })
     }
 
     fn new_store(&self) -> Store<StoreData> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stdout().inherit_stderr();
-        for (k, v) in &self.environment {
+        for (k, v) in &self.config.environment {
             wasi.env(k, v);
         }
         let data = StoreData {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            hooks: self.outbound.clone(),
-            variables: self.variables.clone(),
-            limits: StoreLimitsBuilder::new().memory_size(self.limits.max_memory).trap_on_grow_failure(true).build(),
+            hooks: self.config.outbound.clone(),
+            variables: self.config.variables.clone(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.max_memory)
+                .trap_on_grow_failure(true)
+                .build(),
         };
         let mut store = Store::new(&self.engine, data);
         store.limiter(|d| &mut d.limits);
@@ -165,8 +200,8 @@ impl HandlerState for ComponentRuntime {
     type WorkerExpiration = Expiration;
     type WorkerState = Worker;
 
-    fn instantiate(&self) -> impl Future<Output = wasmtime::Result<Instance<StoreData, Expiration, Worker>>> + Send {
-        async move {
+    async fn instantiate(&self) -> wasmtime::Result<Instance<StoreData, Expiration, Worker>> {
+        {
             let mut store = self.new_store();
             let proxy = self.pre.instantiate_async(&mut store).await?;
             Ok(Instance {
@@ -178,7 +213,10 @@ impl HandlerState for ComponentRuntime {
                     request: self.limits.request_timeout,
                     sleep: Box::pin(tokio::time::sleep(Duration::MAX / 4)),
                 },
-                state: Worker { id: self.id.clone(), limits: self.limits.clone() },
+                state: Worker {
+                    id: self.id.clone(),
+                    limits: self.limits.clone(),
+                },
             })
         }
     }
@@ -195,10 +233,21 @@ pub struct Expiration {
 }
 
 impl WorkerExpiration for Expiration {
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>, status: WorkerStatus, start: Instant) -> Poll<()> {
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        status: WorkerStatus,
+        start: Instant,
+    ) -> Poll<()> {
         let me = self.get_mut();
-        let limit = if status == WorkerStatus::Idle { me.idle } else { me.request };
-        let Some(deadline) = start.checked_add(limit) else { return Poll::Pending };
+        let limit = if status == WorkerStatus::Idle {
+            me.idle
+        } else {
+            me.request
+        };
+        let Some(deadline) = start.checked_add(limit) else {
+            return Poll::Pending;
+        };
         let deadline = tokio::time::Instant::from_std(deadline);
         if me.sleep.deadline() != deadline {
             me.sleep.as_mut().reset(deadline);

@@ -27,12 +27,23 @@ pub struct Router {
 impl Router {
     pub fn new(routes: Vec<(Pattern, Arc<Handler>)>) -> Self {
         // A per-process prefix keeps ids unique across restarts.
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        Router { routes, next_id: AtomicU64::new(1), id_prefix: format!("{:08x}", (nanos as u64 ^ std::process::id() as u64) as u32) }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        Router {
+            routes,
+            next_id: AtomicU64::new(1),
+            id_prefix: format!("{:08x}", (nanos as u64 ^ std::process::id() as u64) as u32),
+        }
     }
 
     fn request_id(&self) -> String {
-        format!("{}-{:08x}", self.id_prefix, self.next_id.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}-{:08x}",
+            self.id_prefix,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
     }
 }
 
@@ -41,7 +52,11 @@ fn json_error(status: u16, code: &str, message: &str) -> http::Response<WasiBody
     http::Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)).map_err(|never: Infallible| match never {}).boxed_unsync())
+        .body(
+            Full::new(Bytes::from(body))
+                .map_err(|never: Infallible| match never {})
+                .boxed_unsync(),
+        )
         .expect("static response is valid")
 }
 
@@ -50,7 +65,8 @@ async fn handle(router: &Router, mut req: http::Request<Incoming>) -> http::Resp
         Some(v) if !v.is_empty() && v.len() <= 128 => v.to_string(),
         _ => {
             let id = router.request_id();
-            req.headers_mut().insert(REQUEST_ID, id.parse().expect("hex id is a valid header"));
+            req.headers_mut()
+                .insert(REQUEST_ID, id.parse().expect("hex id is a valid header"));
             id
         }
     };
@@ -58,12 +74,29 @@ async fn handle(router: &Router, mut req: http::Request<Incoming>) -> http::Resp
     let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %path);
     let _enter = span.enter();
     let Some(handler) = routes::best(&router.routes, &path) else {
-        return with_id(json_error(404, "not_found", &format!("no route for {path}")), &id);
+        return with_id(
+            json_error(404, "not_found", &format!("no route for {path}")),
+            &id,
+        );
     };
     // Components see an absolute URI, as under Spin.
-    let host = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost").to_string();
-    let pq = req.uri().path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    if let Ok(uri) = http::Uri::builder().scheme("http").authority(host).path_and_query(pq).build() {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let pq = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    if let Ok(uri) = http::Uri::builder()
+        .scheme("http")
+        .authority(host)
+        .path_and_query(pq)
+        .build()
+    {
         *req.uri_mut() = uri;
     }
     let req = req.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
@@ -71,7 +104,11 @@ async fn handle(router: &Router, mut req: http::Request<Incoming>) -> http::Resp
         Ok(res) => res,
         Err(e) => {
             tracing::error!("component failed: {e:?}");
-            json_error(500, "internal_error", "the component failed while handling this request")
+            json_error(
+                500,
+                "internal_error",
+                "the component failed while handling this request",
+            )
         }
     };
     with_id(response, &id)
@@ -79,7 +116,8 @@ async fn handle(router: &Router, mut req: http::Request<Incoming>) -> http::Resp
 
 fn with_id(mut res: http::Response<WasiBody>, id: &str) -> http::Response<WasiBody> {
     if !res.headers().contains_key(REQUEST_ID) {
-        res.headers_mut().insert(REQUEST_ID, id.parse().expect("checked when accepted"));
+        res.headers_mut()
+            .insert(REQUEST_ID, id.parse().expect("checked when accepted"));
     }
     res
 }
@@ -103,7 +141,11 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>) -> anyhow::Result
                 let router = router.clone();
                 async move { Ok::<_, Infallible>(handle(&router, req).await) }
             });
-            if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await {
+            if let Err(e) = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!("connection ended: {e}");
             }
         });

@@ -30,7 +30,10 @@ fn step_error(step: &str, e: &StepError) -> Event {
 
 fn describe(e: &StepError) -> String {
     match e {
-        StepError::InvalidInput(m) | StepError::Unavailable(m) | StepError::Timeout(m) | StepError::Internal(m) => m.clone(),
+        StepError::InvalidInput(m)
+        | StepError::Unavailable(m)
+        | StepError::Timeout(m)
+        | StepError::Internal(m) => m.clone(),
     }
 }
 
@@ -53,11 +56,27 @@ pub async fn run(req: ChatRequest, sink: &mut impl Sink) -> Result<(), Gone> {
     let mut degraded = Vec::new();
 
     let info = generator::info().await;
-    let (generator_name, model) = if info.ready { (info.name.clone(), info.model.clone()) } else { ("extractive".to_string(), "extractive".to_string()) };
-    sink.send(Event::Meta(Meta { request_id: req.request_id.clone(), model: model.clone(), generator: generator_name.clone() })).await?;
+    let (generator_name, model) = if info.ready {
+        (info.name.clone(), info.model.clone())
+    } else {
+        ("extractive".to_string(), "extractive".to_string())
+    };
+    sink.send(Event::Meta(Meta {
+        request_id: req.request_id.clone(),
+        model: model.clone(),
+        generator: generator_name.clone(),
+    }))
+    .await?;
 
-    let candidates = (req.top_k * CANDIDATES_PER_SOURCE).min(MAX_CANDIDATES).max(req.top_k);
-    let query = Query { text: req.query.clone(), history: req.history.clone(), top_k: candidates, filters: req.filters.clone() };
+    let candidates = (req.top_k * CANDIDATES_PER_SOURCE)
+        .min(MAX_CANDIDATES)
+        .max(req.top_k);
+    let query = Query {
+        text: req.query.clone(),
+        history: req.history.clone(),
+        top_k: candidates,
+        filters: req.filters.clone(),
+    };
     let t = Instant::now();
     let retrieved = retriever::retrieve(query.clone()).await;
     timings.retrieve = ms_since(t);
@@ -84,12 +103,26 @@ pub async fn run(req: ChatRequest, sink: &mut impl Sink) -> Result<(), Gone> {
     let sources = passages
         .iter()
         .enumerate()
-        .map(|(i, p)| Source { n: i + 1, id: p.id.clone(), title: p.title.clone(), url: p.url.clone(), score: p.score, snippet: snippet(&p.text) })
+        .map(|(i, p)| Source {
+            n: i + 1,
+            id: p.id.clone(),
+            title: p.title.clone(),
+            url: p.url.clone(),
+            score: p.score,
+            snippet: snippet(&p.text),
+        })
         .collect();
     sink.send(Event::Sources(sources)).await?;
 
     let t = Instant::now();
-    let messages = prompt::build(Query { top_k: req.top_k, ..query }, passages.clone()).await;
+    let messages = prompt::build(
+        Query {
+            top_k: req.top_k,
+            ..query
+        },
+        passages.clone(),
+    )
+    .await;
     timings.prompt = ms_since(t);
     let messages = match messages {
         Ok(m) => m,
@@ -102,7 +135,11 @@ pub async fn run(req: ChatRequest, sink: &mut impl Sink) -> Result<(), Gone> {
     let mut used = generator_name.clone();
     let mut fallback = None;
     let stream = if info.ready {
-        let options = generator::GenerateOptions { max_tokens: None, temperature: None, request_id: req.request_id.clone() };
+        let options = generator::GenerateOptions {
+            max_tokens: None,
+            temperature: None,
+            request_id: req.request_id.clone(),
+        };
         match generator::generate(messages, passages.clone(), options).await {
             Ok(rx) => Some(rx),
             Err(e) => {
@@ -122,15 +159,28 @@ pub async fn run(req: ChatRequest, sink: &mut impl Sink) -> Result<(), Gone> {
                         timings.first_token.get_or_insert_with(|| ms_since(start));
                         sink.send(Event::Text(text)).await?;
                     }
-                    generator::Chunk::Usage(u) => usage = Some(Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }),
+                    generator::Chunk::Usage(u) => {
+                        usage = Some(Usage {
+                            prompt_tokens: u.prompt_tokens,
+                            completion_tokens: u.completion_tokens,
+                        })
+                    }
                     generator::Chunk::Finish(reason) => finish_reason = reason,
-                    generator::Chunk::Error(e) => return sink.send(step_error("upstream", &e)).await,
+                    generator::Chunk::Error(e) => {
+                        return sink.send(step_error("upstream", &e)).await;
+                    }
                 }
             }
         }
         None => {
             used = "extractive".to_string();
-            let srcs: Vec<extractive::Source<'_>> = passages.iter().map(|p| extractive::Source { title: p.title.as_deref(), text: &p.text }).collect();
+            let srcs: Vec<extractive::Source<'_>> = passages
+                .iter()
+                .map(|p| extractive::Source {
+                    title: p.title.as_deref(),
+                    text: &p.text,
+                })
+                .collect();
             for piece in extractive::answer(&req.query, &srcs) {
                 timings.first_token.get_or_insert_with(|| ms_since(start));
                 sink.send(Event::Text(piece)).await?;
@@ -139,6 +189,19 @@ pub async fn run(req: ChatRequest, sink: &mut impl Sink) -> Result<(), Gone> {
     }
     timings.generate = ms_since(t);
     timings.total = ms_since(start);
-    let model = if used == "extractive" { "extractive".to_string() } else { model };
-    sink.send(Event::Done(Done { finish_reason, usage, timings_ms: timings, generator: used, model, fallback, degraded })).await
+    let model = if used == "extractive" {
+        "extractive".to_string()
+    } else {
+        model
+    };
+    sink.send(Event::Done(Done {
+        finish_reason,
+        usage,
+        timings_ms: timings,
+        generator: used,
+        model,
+        fallback,
+        degraded,
+    }))
+    .await
 }

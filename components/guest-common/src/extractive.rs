@@ -18,7 +18,11 @@ pub struct Source<'a> {
 pub fn answer(query: &str, sources: &[Source<'_>]) -> Vec<String> {
     let chinese = query.chars().any(is_cjk);
     if sources.is_empty() {
-        let msg = if chinese { "未找到相关文档，无法回答这个问题。" } else { "No relevant documents were found for this question." };
+        let msg = if chinese {
+            "未找到相关文档，无法回答这个问题。"
+        } else {
+            "No relevant documents were found for this question."
+        };
         return vec![msg.to_string()];
     }
     let q: HashSet<String> = tokenize(query).into_iter().collect();
@@ -33,12 +37,20 @@ pub fn answer(query: &str, sources: &[Source<'_>]) -> Vec<String> {
         }
     }
     candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let mut chosen: Vec<(usize, String)> = candidates.into_iter().take(MAX_SENTENCES).map(|(_, n, s)| (n, s)).collect();
+    let mut chosen: Vec<(usize, String)> = candidates
+        .into_iter()
+        .take(MAX_SENTENCES)
+        .map(|(_, n, s)| (n, s))
+        .collect();
     chosen.sort_by_key(|(n, _)| *n);
 
     let mut pieces = vec![
-        if chinese { "（未使用语言模型：以下内容摘自检索到的文档。）\n\n" } else { "(No language model was used: this answer is quoted from the retrieved documents.)\n\n" }
-            .to_string(),
+        if chinese {
+            "（未使用语言模型：以下内容摘自检索到的文档。）\n\n"
+        } else {
+            "(No language model was used: this answer is quoted from the retrieved documents.)\n\n"
+        }
+        .to_string(),
     ];
     for (n, sentence) in chosen {
         pieces.push(format!("{sentence} [{}]", n + 1));
@@ -60,7 +72,8 @@ fn sentences(text: &str) -> Vec<String> {
             continue;
         }
         cur.push(c);
-        let ends = matches!(c, '。' | '？' | '！') || (matches!(c, '.' | '?' | '!') && chars.peek().is_none_or(|n| n.is_whitespace()));
+        let ends = matches!(c, '。' | '？' | '！')
+            || (matches!(c, '.' | '?' | '!') && chars.peek().is_none_or(|n| n.is_whitespace()));
         if ends {
             push_sentence(&mut cur, &mut out);
         }
@@ -84,8 +97,14 @@ mod tests {
     #[test]
     fn quotes_the_matching_sentence_with_its_citation() {
         let srcs = [
-            Source { title: None, text: "The kernel boots the machine. It is called Linux." },
-            Source { title: None, text: "Use apt to install packages. Dpkg is lower level." },
+            Source {
+                title: None,
+                text: "The kernel boots the machine. It is called Linux.",
+            },
+            Source {
+                title: None,
+                text: "Use apt to install packages. Dpkg is lower level.",
+            },
         ];
         let text = answer("how do I install packages", &srcs).concat();
         assert!(text.starts_with("(No language model"));
@@ -94,7 +113,14 @@ mod tests {
 
     #[test]
     fn chinese_query_gets_chinese_label() {
-        let srcs = [Source { title: None, text: "使用 apt 安装软件包。" }];
-        assert!(answer("如何安装软件包", &srcs).concat().starts_with("（未使用语言模型"));
+        let srcs = [Source {
+            title: None,
+            text: "使用 apt 安装软件包。",
+        }];
+        assert!(
+            answer("如何安装软件包", &srcs)
+                .concat()
+                .starts_with("（未使用语言模型")
+        );
     }
 }

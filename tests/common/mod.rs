@@ -1,0 +1,9 @@
+//! Test harness shared by the suites in `tests/`: builds the guest
+//! components once, starts real `spindle` processes on port 0, runs a fake
+//! OpenAI-compatible upstream on loopback, and reads SSE streams
+//! incrementally with arrival times.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod spindle;
+pub mod upstream;

@@ -1,0 +1,124 @@
+//! Starting `spindle up` for a test.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn spindle_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_spindle")
+}
+
+/// Builds the guest components once per test binary, with the manifest's
+/// own build command (`spindle build`).
+pub fn ensure_components_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(spindle_bin())
+            .args(["build", "--manifest"])
+            .arg(repo_root().join("spin.toml"))
+            .status()
+            .expect("run spindle build");
+        assert!(status.success(), "building the components failed");
+    });
+}
+
+/// A running `spindle up`; killed when dropped.
+pub struct Spindle {
+    child: Child,
+    pub base: String,
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for Spindle {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Options for one spindle process.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// `SPIN_VARIABLE_*` values, by lower-case variable name.
+    pub variables: Vec<(String, String)>,
+    pub manifest: Option<PathBuf>,
+    pub extra_args: Vec<String>,
+}
+
+impl Options {
+    pub fn var(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.variables.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// Points the generator at `base` (an http://host:port origin).
+    pub fn llm(self, origin: &str) -> Self {
+        self.var("llm_url", format!("{origin}/v1"))
+            .var("llm_origin", origin)
+    }
+}
+
+impl Spindle {
+    pub fn start(opts: Options) -> Spindle {
+        ensure_components_built();
+        let manifest = opts
+            .manifest
+            .clone()
+            .unwrap_or_else(|| repo_root().join("spin.toml"));
+        let mut cmd = Command::new(spindle_bin());
+        cmd.args(["up", "--listen", "127.0.0.1:0", "--manifest"])
+            .arg(&manifest);
+        cmd.args(&opts.extra_args);
+        for (k, v) in &opts.variables {
+            cmd.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start spindle");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        {
+            let err = child.stderr.take().unwrap();
+            let log = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("Serving http://") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("spindle did not start; stderr:\n{}", stderr.lock().unwrap());
+            }
+        };
+        Spindle {
+            child,
+            base: format!("http://{addr}"),
+            stderr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
