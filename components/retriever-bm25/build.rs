@@ -7,17 +7,15 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let source = std::env::var("SPINDLE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| manifest_dir.join("../../corpus"));
+    let source =
+        std::env::var("SPINDLE_CORPUS").map(PathBuf::from).unwrap_or_else(|_| manifest_dir.join("../../corpus"));
     println!("cargo:rerun-if-env-changed=SPINDLE_CORPUS");
     println!("cargo:rerun-if-changed={}", source.display());
 
     let mut docs = Vec::new();
     for file in corpus_files(&source) {
         println!("cargo:rerun-if-changed={}", file.display());
-        let text =
-            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         docs.extend(parse_jsonl(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display())));
     }
     assert!(!docs.is_empty(), "no documents in {}", source.display());
@@ -36,12 +34,7 @@ fn corpus_files(path: &Path) -> Vec<PathBuf> {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .filter(|p| {
-            !p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("eval-")
-        })
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with("eval-"))
         .collect();
     files.sort();
     files

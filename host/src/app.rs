@@ -1,6 +1,7 @@
 //! Turns a manifest into running components: resolves variables and
 //! allow-lists, composes dependencies, compiles, and builds the router.
 
+use crate::cancel::Registry;
 use crate::compose;
 use crate::manifest::App;
 use crate::outbound::{AllowList, Outbound, SharedClient};
@@ -20,6 +21,7 @@ pub fn load(app: &App, cache_dir: Option<&Path>, limits: &Limits) -> anyhow::Res
     let engine = runtime::engine(cache_dir, limits)?;
     let linker = runtime::linker(&engine)?;
     let client = SharedClient::new();
+    let cancel = Registry::default();
     let mut handlers: HashMap<String, Arc<Handler>> = HashMap::new();
     let mut routes = Vec::new();
     for trigger in &app.manifest.trigger.http {
@@ -37,19 +39,11 @@ pub fn load(app: &App, cache_dir: Option<&Path>, limits: &Limits) -> anyhow::Res
             let started = std::time::Instant::now();
             let wasm = compose::compose(app, id)?;
             let config = ComponentConfig {
-                outbound: Outbound {
-                    allow: Arc::new(allow),
-                    client: client.clone(),
-                },
+                outbound: Outbound { allow: Arc::new(allow), client: client.clone(), cancel: cancel.clone() },
                 variables,
-                environment: c
-                    .environment
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                environment: c.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             };
-            let runtime =
-                ComponentRuntime::new(id, &engine, &linker, &wasm, config, limits.clone())?;
+            let runtime = ComponentRuntime::new(id, &engine, &linker, &wasm, config, limits.clone())?;
             eprintln!(
                 "Loaded component {id} ({} KiB composed) in {} ms",
                 wasm.len() / 1024,
@@ -59,5 +53,5 @@ pub fn load(app: &App, cache_dir: Option<&Path>, limits: &Limits) -> anyhow::Res
         }
         routes.push((Pattern::parse(&trigger.route), handlers[id].clone()));
     }
-    Ok(Router::new(routes))
+    Ok(Router::new(routes, cancel))
 }

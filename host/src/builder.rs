@@ -19,23 +19,12 @@ pub fn build_all(app: &App) -> anyhow::Result<()> {
             continue;
         }
         eprintln!("Building component {id} with `{}`", build.command);
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(&build.command)
-            .current_dir(&dir)
-            .status()
-            .with_context(|| {
-                format!(
-                    "component.{id}.build: cannot run `{}` in {}",
-                    build.command,
-                    dir.display()
-                )
+        let status =
+            Command::new("sh").arg("-c").arg(&build.command).current_dir(&dir).status().with_context(|| {
+                format!("component.{id}.build: cannot run `{}` in {}", build.command, dir.display())
             })?;
         if !status.success() {
-            bail!(
-                "component.{id}.build: `{}` failed ({status})",
-                build.command
-            );
+            bail!("component.{id}.build: `{}` failed ({status})", build.command);
         }
         done.push((build.command.clone(), dir));
     }

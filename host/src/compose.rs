@@ -11,30 +11,9 @@ use wac_graph::{CompositionGraph, EncodeOptions};
 /// Host capabilities a dependency gets only by inheriting its parent's
 /// configuration (Spin's names), and the import prefixes they cover.
 const CAPABILITIES: &[(&str, &[&str])] = &[
-    (
-        "allowed_outbound_hosts",
-        &[
-            "wasi:http/client",
-            "wasi:http/outgoing-handler",
-            "wasi:sockets/",
-        ],
-    ),
-    (
-        "variables",
-        &[
-            "spin:variables/",
-            "fermyon:spin/variables",
-            "fermyon:spin/config",
-        ],
-    ),
-    (
-        "key_value_stores",
-        &[
-            "spin:key-value/",
-            "fermyon:spin/key-value",
-            "wasi:keyvalue/",
-        ],
-    ),
+    ("allowed_outbound_hosts", &["wasi:http/client", "wasi:http/outgoing-handler", "wasi:sockets/"]),
+    ("variables", &["spin:variables/", "fermyon:spin/variables", "fermyon:spin/config"]),
+    ("key_value_stores", &["spin:key-value/", "fermyon:spin/key-value", "wasi:keyvalue/"]),
 ];
 
 /// Whether manifest dependency name `dep` (an interface, `ns:pkg/iface@ver`,
@@ -64,23 +43,15 @@ pub fn compose(app: &App, id: &str) -> anyhow::Result<Vec<u8>> {
     let component = &app.manifest.component[id];
     let root_path = app.source_path(id);
     let root_bytes = std::fs::read(&root_path).with_context(|| {
-        format!(
-            "component.{id}.source: cannot read {} (build it with `spindle up --build`)",
-            root_path.display()
-        )
+        format!("component.{id}.source: cannot read {} (build it with `spindle up --build`)", root_path.display())
     })?;
     if component.dependencies.is_empty() {
         return Ok(root_bytes);
     }
 
     let mut graph = CompositionGraph::new();
-    let root = Package::from_bytes(
-        &format!("spindle-root:{id}"),
-        None,
-        root_bytes,
-        graph.types_mut(),
-    )
-    .with_context(|| format!("{} is not a valid component", root_path.display()))?;
+    let root = Package::from_bytes(&format!("spindle-root:{id}"), None, root_bytes, graph.types_mut())
+        .with_context(|| format!("{} is not a valid component", root_path.display()))?;
     let root_world = root.ty();
     let root_inst = {
         let pkg = graph.register_package(root)?;
@@ -91,26 +62,19 @@ pub fn compose(app: &App, id: &str) -> anyhow::Result<Vec<u8>> {
 
     for (n, (dep_name, dep)) in component.dependencies.iter().enumerate() {
         let key = format!("component.{id}.dependencies.{dep_name:?}");
-        let targets: Vec<&String> = imports
-            .iter()
-            .filter(|i| names_import(dep_name, i))
-            .collect();
+        let targets: Vec<&String> = imports.iter().filter(|i| names_import(dep_name, i)).collect();
         if targets.is_empty() {
-            bail!(
-                "{key}: component {id:?} has no import named {dep_name:?}; its imports are: {}",
-                imports.join(", ")
-            );
+            bail!("{key}: component {id:?} has no import named {dep_name:?}; its imports are: {}", imports.join(", "));
         }
         let (label, path) = match (&dep.component, &dep.path) {
             (Some(other), _) => (format!("component {other:?}"), app.source_path(other)),
             (None, Some(p)) => (p.clone(), app.dir.join(p)),
             (None, None) => unreachable!("rejected by App::check"),
         };
-        let bytes = std::fs::read(&path)
-            .with_context(|| format!("{key}: cannot read {} for {label}", path.display()))?;
-        let package =
-            Package::from_bytes(&format!("spindle-dep:d{n}"), None, bytes, graph.types_mut())
-                .with_context(|| format!("{key}: {} is not a valid component", path.display()))?;
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("{key}: cannot read {} for {label}", path.display()))?;
+        let package = Package::from_bytes(&format!("spindle-dep:d{n}"), None, bytes, graph.types_mut())
+            .with_context(|| format!("{key}: {} is not a valid component", path.display()))?;
         let dep_world = package.ty();
 
         // Spin gives dependencies no host capabilities unless they inherit
@@ -138,17 +102,12 @@ pub fn compose(app: &App, id: &str) -> anyhow::Result<Vec<u8>> {
             }
             let export = dep.export.clone().unwrap_or_else(|| import.clone());
             if !exports.contains(&export) {
-                bail!(
-                    "{key}: {label} does not export {export}; its exports are: {}",
-                    exports.join(", ")
-                );
+                bail!("{key}: {label} does not export {export}; its exports are: {}", exports.join(", "));
             }
             let alias = graph.alias_instance_export(dep_inst, &export)?;
             graph
                 .set_instantiation_argument(root_inst, import, alias)
-                .with_context(|| {
-                    format!("{key}: {label}'s {export} does not match what {id:?} imports")
-                })?;
+                .with_context(|| format!("{key}: {label}'s {export} does not match what {id:?} imports"))?;
             satisfied.push((import.clone(), dep_name.clone()));
         }
     }
@@ -158,9 +117,7 @@ pub fn compose(app: &App, id: &str) -> anyhow::Result<Vec<u8>> {
         let alias = graph.alias_instance_export(root_inst, &name)?;
         graph.export(alias, &name)?;
     }
-    graph
-        .encode(EncodeOptions::default())
-        .with_context(|| format!("composing component {id:?}"))
+    graph.encode(EncodeOptions::default()).with_context(|| format!("composing component {id:?}"))
 }
 
 #[cfg(test)]

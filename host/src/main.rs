@@ -3,6 +3,7 @@
 
 mod app;
 mod builder;
+mod cancel;
 mod compose;
 mod manifest;
 mod outbound;
@@ -18,11 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(
-    name = "spindle",
-    version,
-    about = "Run a Spin HTTP app on wasmtime, streaming its responses"
-)]
+#[command(name = "spindle", version, about = "Run a Spin HTTP app on wasmtime, streaming its responses")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -90,19 +87,13 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Build { manifest } => builder::build_all(&manifest::App::load(&manifest)?),
             Command::Check(args) => {
                 let (app, router) = prepare(&args)?;
-                eprintln!(
-                    "{}: OK, {} route(s)",
-                    app.path.display(),
-                    router.routes.len()
-                );
+                eprintln!("{}: OK, {} route(s)", app.path.display(), router.routes.len());
                 Ok(())
             }
             Command::Up(args) => up(args).await,

@@ -145,44 +145,26 @@ pub enum Inherit {
 impl App {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> anyhow::Result<App> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read manifest {}", path.display()))?;
-        let manifest: Manifest =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read manifest {}", path.display()))?;
+        let manifest: Manifest = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let dir = if dir.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            dir
-        };
-        let app = App {
-            manifest,
-            dir,
-            path: path.to_path_buf(),
-        };
-        app.check()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        let app = App { manifest, dir, path: path.to_path_buf() };
+        app.check().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(app)
     }
 
     fn check(&self) -> anyhow::Result<()> {
         let m = &self.manifest;
         if m.spin_manifest_version != 2 {
-            bail!(
-                "spin_manifest_version: only version 2 is supported, found {}",
-                m.spin_manifest_version
-            );
+            bail!("spin_manifest_version: only version 2 is supported, found {}", m.spin_manifest_version);
         }
         if m.trigger.http.is_empty() {
             bail!("no [[trigger.http]]: nothing to serve");
         }
         for t in &m.trigger.http {
             if !m.component.contains_key(&t.component) {
-                bail!(
-                    "trigger.http route {:?}: component {:?} is not defined",
-                    t.route,
-                    t.component
-                );
+                bail!("trigger.http route {:?}: component {:?} is not defined", t.route, t.component);
             }
             if !t.route.starts_with('/') {
                 bail!("trigger.http route {:?} must start with `/`", t.route);
@@ -193,15 +175,11 @@ impl App {
                 match (&dep.component, &dep.path) {
                     (Some(other), None) => {
                         if !m.component.contains_key(other) {
-                            bail!(
-                                "component.{id}.dependencies.{name:?}: component {other:?} is not defined"
-                            );
+                            bail!("component.{id}.dependencies.{name:?}: component {other:?} is not defined");
                         }
                     }
                     (None, Some(_)) => {}
-                    _ => bail!(
-                        "component.{id}.dependencies.{name:?}: give exactly one of `component` or `path`"
-                    ),
+                    _ => bail!("component.{id}.dependencies.{name:?}: give exactly one of `component` or `path`"),
                 }
                 if dep.inherit_configuration.is_some() && c.dependencies_inherit_configuration {
                     bail!(
@@ -216,9 +194,7 @@ impl App {
             }
             for store in &c.key_value_stores {
                 if store != "default" {
-                    bail!(
-                        "component.{id}.key_value_stores: only the `default` store is available, not {store:?}"
-                    );
+                    bail!("component.{id}.key_value_stores: only the `default` store is available, not {store:?}");
                 }
             }
         }
@@ -265,18 +241,14 @@ source = "gw.wasm"
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = parse(&OK.replace("source = ", "sourc = \"x\"\nsource = "))
-            .unwrap_err()
-            .to_string();
+        let err = parse(&OK.replace("source = ", "sourc = \"x\"\nsource = ")).unwrap_err().to_string();
         assert!(err.contains("unknown field `sourc`"), "{err}");
         assert!(err.contains(".toml"), "{err}");
     }
 
     #[test]
     fn dangling_references_are_errors() {
-        let err = parse(&OK.replace("component = \"gw\"", "component = \"nope\""))
-            .unwrap_err()
-            .to_string();
+        let err = parse(&OK.replace("component = \"gw\"", "component = \"nope\"")).unwrap_err().to_string();
         assert!(err.contains("\"nope\" is not defined"), "{err}");
     }
 }

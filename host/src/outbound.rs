@@ -2,6 +2,7 @@
 //! (deny by default) and one pooled keep-alive client shared by every
 //! instance, where wasmtime's default sender opens a connection per request.
 
+use crate::cancel::{CancellableBody, Registry};
 use anyhow::{Context, bail};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
@@ -50,9 +51,7 @@ impl AllowList {
             if e.is_empty() || e == "http://" || e == "https://" {
                 continue;
             }
-            rules.push(
-                parse_rule(e).with_context(|| format!("allowed_outbound_hosts entry {entry:?}"))?,
-            );
+            rules.push(parse_rule(e).with_context(|| format!("allowed_outbound_hosts entry {entry:?}"))?);
         }
         Ok(AllowList { rules })
     }
@@ -63,10 +62,7 @@ impl AllowList {
         let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
             return false;
         };
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
         let port = uri.port_u16().or(match scheme {
             "http" => Some(80),
             "https" => Some(443),
@@ -86,9 +82,7 @@ impl AllowList {
 
 fn is_internal_ip(host: &str) -> bool {
     match host.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => {
-            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
-        }
+        Ok(IpAddr::V4(ip)) => ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified(),
         Ok(IpAddr::V6(ip)) => {
             ip.is_loopback()
                 || ip.is_unspecified()
@@ -100,9 +94,7 @@ fn is_internal_ip(host: &str) -> bool {
 }
 
 fn parse_rule(entry: &str) -> anyhow::Result<Rule> {
-    let Some((scheme, rest)) = entry.split_once("://") else {
-        bail!("must look like scheme://host[:port]")
-    };
+    let Some((scheme, rest)) = entry.split_once("://") else { bail!("must look like scheme://host[:port]") };
     let scheme = match scheme {
         "*" => None,
         s if s.chars().all(|c| c.is_ascii_alphabetic()) => Some(s.to_ascii_lowercase()),
@@ -118,23 +110,14 @@ fn parse_rule(entry: &str) -> anyhow::Result<Rule> {
     };
     let port = match port {
         Some("*") => None,
-        Some(p) => Some(
-            p.parse::<u16>()
-                .with_context(|| format!("invalid port {p:?}"))?,
-        ),
+        Some(p) => Some(p.parse::<u16>().with_context(|| format!("invalid port {p:?}"))?),
         None => match scheme.as_deref() {
             Some("http") => Some(80),
             Some("https") => Some(443),
-            _ => bail!(
-                "give a port for scheme {:?}",
-                scheme.as_deref().unwrap_or("*")
-            ),
+            _ => bail!("give a port for scheme {:?}", scheme.as_deref().unwrap_or("*")),
         },
     };
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
     let host = match host.as_str() {
         "*" => HostPattern::Any,
         h if h.starts_with("*.") => HostPattern::Suffix(h[1..].to_string()),
@@ -154,23 +137,22 @@ impl SharedClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector);
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).build(connector);
         SharedClient(client)
     }
 }
 
-/// Per-store outbound hooks: the component's allow-list and the shared client.
+/// Per-store outbound hooks: the component's allow-list, the shared client
+/// and the open inbound requests whose cancellation outbound calls follow.
 #[derive(Clone)]
 pub struct Outbound {
     pub allow: Arc<AllowList>,
     pub client: SharedClient,
+    pub cancel: Registry,
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
-type SendFuture =
-    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
+type SendFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
 
 impl WasiHttpHooks for Outbound {
     fn send_request(
@@ -183,37 +165,54 @@ impl WasiHttpHooks for Outbound {
             tracing::warn!(uri = %request.uri(), "outbound request denied: host not in allowed_outbound_hosts");
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
-        if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
-            // TLS goes through wasmtime's sender (rustls), unpooled: the LLM
-            // upstreams this service is built for are plain HTTP on a
-            // private network in the common deployment.
-            return Box::new(async move {
-                let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-                Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as IoFuture))
-            });
-        }
+        // The gateway forwards its inbound request id: tie this call to it.
+        let token = request
+            .headers()
+            .get(crate::server::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|id| self.cancel.token(id));
         let client = self.client.0.clone();
         Box::new(async move {
-            let first_byte = options.and_then(|o| o.first_byte_timeout);
-            let call = client.request(request);
-            let res = match first_byte {
-                Some(t) => tokio::time::timeout(t, call)
-                    .await
-                    .map_err(|_| HttpError::HttpResponseTimeout)?,
-                None => call.await,
-            }
-            .map_err(|e| {
-                if e.is_connect() {
-                    HttpError::ConnectionRefused
-                } else {
-                    HttpError::InternalError(Some(e.to_string()))
-                }
-            })?;
-            let res = res.map(|body| body.map_err(HttpError::from).boxed_unsync());
-            // The pooled client drives its connections itself.
-            Ok((res, Box::new(async { Ok(()) }) as IoFuture))
+            let send = send(client, request, options);
+            let (res, io) = match &token {
+                Some(t) => tokio::select! {
+                    r = send => r?,
+                    _ = t.cancelled() => return Err(HttpError::ConnectionTerminated),
+                },
+                None => send.await?,
+            };
+            let res = match token {
+                Some(t) => res.map(|body| CancellableBody::new(body, t).boxed_unsync()),
+                None => res,
+            };
+            Ok((res, io))
         })
     }
+}
+
+async fn send(
+    client: Client<HttpConnector, WasiBody>,
+    request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
+    if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+        // TLS goes through wasmtime's sender (rustls), unpooled: the LLM
+        // upstreams this service is built for are plain HTTP on a private
+        // network in the common deployment.
+        let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+        return Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as IoFuture));
+    }
+    let call = client.request(request);
+    let res = match options.and_then(|o| o.first_byte_timeout) {
+        Some(t) => tokio::time::timeout(t, call).await.map_err(|_| HttpError::HttpResponseTimeout)?,
+        None => call.await,
+    }
+    .map_err(|e| {
+        if e.is_connect() { HttpError::ConnectionRefused } else { HttpError::InternalError(Some(e.to_string())) }
+    })?;
+    let res = res.map(|body| body.map_err(HttpError::from).boxed_unsync());
+    // The pooled client drives its connections itself.
+    Ok((res, Box::new(async { Ok(()) }) as IoFuture))
 }
 
 #[cfg(test)]

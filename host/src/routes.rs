@@ -23,19 +23,16 @@ impl Pattern {
         let path = path.trim_end_matches('/');
         match self {
             Pattern::Exact(p) => (p == path).then_some(p.len() * 2 + 1),
-            Pattern::Prefix(p) => (path == p || path.starts_with(&format!("{p}/")) || p.is_empty())
-                .then_some(p.len() * 2),
+            Pattern::Prefix(p) => {
+                (path == p || path.starts_with(&format!("{p}/")) || p.is_empty()).then_some(p.len() * 2)
+            }
         }
     }
 }
 
 /// Picks the most specific of `routes` for `path`.
 pub fn best<'a, T>(routes: &'a [(Pattern, T)], path: &str) -> Option<&'a T> {
-    routes
-        .iter()
-        .filter_map(|(p, t)| p.score(path).map(|s| (s, t)))
-        .max_by_key(|(s, _)| *s)
-        .map(|(_, t)| t)
+    routes.iter().filter_map(|(p, t)| p.score(path).map(|s| (s, t))).max_by_key(|(s, _)| *s).map(|(_, t)| t)
 }
 
 #[cfg(test)]
@@ -44,11 +41,8 @@ mod tests {
 
     #[test]
     fn most_specific_route_wins() {
-        let routes = vec![
-            (Pattern::parse("/..."), "all"),
-            (Pattern::parse("/api/..."), "api"),
-            (Pattern::parse("/api/x"), "x"),
-        ];
+        let routes =
+            vec![(Pattern::parse("/..."), "all"), (Pattern::parse("/api/..."), "api"), (Pattern::parse("/api/x"), "x")];
         assert_eq!(best(&routes, "/"), Some(&"all"));
         assert_eq!(best(&routes, "/docs"), Some(&"all"));
         assert_eq!(best(&routes, "/api/chat"), Some(&"api"));

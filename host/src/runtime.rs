@@ -13,13 +13,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreContextMut,
-    StoreLimits, StoreLimitsBuilder,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreContextMut, StoreLimits,
+    StoreLimitsBuilder,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::handler::{
-    self, HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState,
-    WorkerStatus,
+    self, HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
 };
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -64,23 +63,20 @@ pub fn engine(cache_dir: Option<&Path>, limits: &Limits) -> anyhow::Result<Engin
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config.memory_reservation(limits.max_memory as u64);
     if let Some(dir) = cache_dir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create cache directory {}", dir.display()))?;
         let mut cache = wasmtime::CacheConfig::new();
         cache.with_directory(std::fs::canonicalize(dir)?);
         config.cache(Some(wasmtime::Cache::new(cache)?));
     }
     let engine = Engine::new(&config)?;
     let ticker = engine.weak();
-    std::thread::Builder::new()
-        .name("epoch".into())
-        .spawn(move || {
-            while let Some(engine) = ticker.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })?;
+    std::thread::Builder::new().name("epoch".into()).spawn(move || {
+        while let Some(engine) = ticker.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    })?;
     Ok(engine)
 }
 
@@ -96,20 +92,13 @@ pub struct StoreData {
 
 impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
 impl WasiHttpView for StoreData {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
-        }
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
     }
 }
 
@@ -159,13 +148,7 @@ impl ComponentRuntime {
         let pre = ServicePre::new(pre)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("component {id:?} does not export wasi:http/handler@0.3"))?;
-        Ok(ComponentRuntime {
-            id: id.to_string(),
-            engine: engine.clone(),
-            pre: ProxyPre::P3(pre),
-            config,
-            limits,
-        })
+        Ok(ComponentRuntime { id: id.to_string(), engine: engine.clone(), pre: ProxyPre::P3(pre), config, limits })
     }
 
     fn new_store(&self) -> Store<StoreData> {
@@ -180,10 +163,7 @@ impl ComponentRuntime {
             http: WasiHttpCtx::new(),
             hooks: self.config.outbound.clone(),
             variables: self.config.variables.clone(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.max_memory)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: StoreLimitsBuilder::new().memory_size(self.limits.max_memory).trap_on_grow_failure(true).build(),
         };
         let mut store = Store::new(&self.engine, data);
         store.limiter(|d| &mut d.limits);
@@ -213,10 +193,7 @@ impl HandlerState for ComponentRuntime {
                     request: self.limits.request_timeout,
                     sleep: Box::pin(tokio::time::sleep(Duration::MAX / 4)),
                 },
-                state: Worker {
-                    id: self.id.clone(),
-                    limits: self.limits.clone(),
-                },
+                state: Worker { id: self.id.clone(), limits: self.limits.clone() },
             })
         }
     }
@@ -233,18 +210,9 @@ pub struct Expiration {
 }
 
 impl WorkerExpiration for Expiration {
-    fn poll(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        status: WorkerStatus,
-        start: Instant,
-    ) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>, status: WorkerStatus, start: Instant) -> Poll<()> {
         let me = self.get_mut();
-        let limit = if status == WorkerStatus::Idle {
-            me.idle
-        } else {
-            me.request
-        };
+        let limit = if status == WorkerStatus::Idle { me.idle } else { me.request };
         let Some(deadline) = start.checked_add(limit) else {
             return Poll::Pending;
         };

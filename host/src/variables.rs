@@ -57,9 +57,7 @@ impl Resolver {
         let mut out = String::new();
         let mut rest = template;
         while let Some(start) = rest.find("{{") {
-            let Some(len) = rest[start..].find("}}") else {
-                bail!("unclosed `{{{{` in {template:?}")
-            };
+            let Some(len) = rest[start..].find("}}") else { bail!("unclosed `{{{{` in {template:?}") };
             out.push_str(&rest[..start]);
             let name = rest[start + 2..start + len].trim();
             match self.values.get(name) {
@@ -79,9 +77,7 @@ impl Resolver {
         let mut values = HashMap::new();
         for (name, template) in &c.variables {
             check_name(name).map_err(|e| anyhow::anyhow!("component.{id}.variables: {e}"))?;
-            let v = self
-                .expand(template)
-                .map_err(|e| anyhow::anyhow!("component.{id}.variables.{name}: {e}"))?;
+            let v = self.expand(template).map_err(|e| anyhow::anyhow!("component.{id}.variables.{name}: {e}"))?;
             values.insert(name.clone(), v);
         }
         Ok(ComponentVariables(Arc::new(values)))
@@ -92,13 +88,9 @@ impl Resolver {
 /// starting with a letter.
 fn check_name(name: &str) -> anyhow::Result<()> {
     let ok = name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !ok {
-        bail!(
-            "invalid variable name {name:?}: use lower-case letters, digits and `_`, starting with a letter"
-        );
+        bail!("invalid variable name {name:?}: use lower-case letters, digits and `_`, starting with a letter");
     }
     Ok(())
 }
@@ -112,10 +104,7 @@ impl ComponentVariables {
         if check_name(name).is_err() {
             return Err(wit::Error::InvalidName(name.to_string()));
         }
-        self.0
-            .get(name)
-            .cloned()
-            .ok_or_else(|| wit::Error::Undefined(format!("no variable named {name:?}")))
+        self.0.get(name).cloned().ok_or_else(|| wit::Error::Undefined(format!("no variable named {name:?}")))
     }
 }
 
@@ -127,10 +116,7 @@ impl HasData for Variables {
 }
 
 impl<U> wit::HostWithStore<U> for Variables {
-    async fn get(
-        store: &Accessor<U, Self>,
-        name: String,
-    ) -> wasmtime::Result<Result<String, wit::Error>> {
+    async fn get(store: &Accessor<U, Self>, name: String) -> wasmtime::Result<Result<String, wit::Error>> {
         Ok(store.with(|mut view| view.get().get(&name)))
     }
 }
@@ -151,29 +137,16 @@ mod tests {
     use super::*;
 
     fn manifest(vars: &str) -> Manifest {
-        toml::from_str(&format!(
-            "spin_manifest_version = 2\n[application]\nname = \"t\"\n[variables]\n{vars}\n"
-        ))
-        .unwrap()
+        toml::from_str(&format!("spin_manifest_version = 2\n[application]\nname = \"t\"\n[variables]\n{vars}\n"))
+            .unwrap()
     }
 
     #[test]
     fn environment_overrides_defaults() {
         let m = manifest("llm_url = { default = \"\" }\nmodel = { default = \"m\" }");
-        let r = Resolver::new(&m, |k| {
-            (k == "SPIN_VARIABLE_LLM_URL").then(|| "http://x/v1".to_string())
-        })
-        .unwrap();
-        assert_eq!(
-            r.expand("{{ llm_url }}|{{model}}").unwrap(),
-            "http://x/v1|m"
-        );
-        assert!(
-            r.expand("{{ nope }}")
-                .unwrap_err()
-                .to_string()
-                .contains("\"nope\"")
-        );
+        let r = Resolver::new(&m, |k| (k == "SPIN_VARIABLE_LLM_URL").then(|| "http://x/v1".to_string())).unwrap();
+        assert_eq!(r.expand("{{ llm_url }}|{{model}}").unwrap(), "http://x/v1|m");
+        assert!(r.expand("{{ nope }}").unwrap_err().to_string().contains("\"nope\""));
     }
 
     #[test]

@@ -66,9 +66,7 @@ impl Stream {
             if let Some(e) = self.pending.pop_front() {
                 return Some((e, Instant::now()));
             }
-            let frame = tokio::time::timeout(limit, self.body.frame())
-                .await
-                .expect("stream stalled");
+            let frame = tokio::time::timeout(limit, self.body.frame()).await.expect("stream stalled");
             match frame {
                 None => return None,
                 Some(Err(e)) => panic!("body error: {e}"),
@@ -98,25 +96,17 @@ impl Stream {
     /// The whole body as JSON (for error responses).
     pub async fn json(self) -> serde_json::Value {
         let bytes = self.body.collect().await.unwrap().to_bytes();
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
     }
 }
 
 /// Names of the events, with `text` for unnamed ones.
 pub fn names(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| e.name.clone().unwrap_or_else(|| "text".into()))
-        .collect()
+    events.iter().map(|e| e.name.clone().unwrap_or_else(|| "text".into())).collect()
 }
 
 pub fn text(events: &[Event]) -> String {
-    events
-        .iter()
-        .filter(|e| e.name.is_none())
-        .map(|e| e.data.as_str())
-        .collect()
+    events.iter().filter(|e| e.name.is_none()).map(|e| e.data.as_str()).collect()
 }
 
 pub fn data(events: &[Event], name: &str) -> serde_json::Value {

@@ -7,10 +7,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 pub fn spindle_bin() -> &'static str {
@@ -62,21 +59,16 @@ impl Options {
 
     /// Points the generator at `base` (an http://host:port origin).
     pub fn llm(self, origin: &str) -> Self {
-        self.var("llm_url", format!("{origin}/v1"))
-            .var("llm_origin", origin)
+        self.var("llm_url", format!("{origin}/v1")).var("llm_origin", origin)
     }
 }
 
 impl Spindle {
     pub fn start(opts: Options) -> Spindle {
         ensure_components_built();
-        let manifest = opts
-            .manifest
-            .clone()
-            .unwrap_or_else(|| repo_root().join("spin.toml"));
+        let manifest = opts.manifest.clone().unwrap_or_else(|| repo_root().join("spin.toml"));
         let mut cmd = Command::new(spindle_bin());
-        cmd.args(["up", "--listen", "127.0.0.1:0", "--manifest"])
-            .arg(&manifest);
+        cmd.args(["up", "--listen", "127.0.0.1:0", "--manifest"]).arg(&manifest);
         cmd.args(&opts.extra_args);
         for (k, v) in &opts.variables {
             cmd.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);
@@ -111,11 +103,7 @@ impl Spindle {
                 panic!("spindle did not start; stderr:\n{}", stderr.lock().unwrap());
             }
         };
-        Spindle {
-            child,
-            base: format!("http://{addr}"),
-            stderr,
-        }
+        Spindle { child, base: format!("http://{addr}"), stderr }
     }
 
     pub fn url(&self, path: &str) -> String {

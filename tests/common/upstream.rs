@@ -54,17 +54,9 @@ impl Behaviour {
 
     pub fn ending(self, end: End) -> Self {
         match self {
-            Behaviour::Stream {
-                tokens,
-                first_delay,
-                per_token,
-                ..
-            } => Behaviour::Stream {
-                tokens,
-                first_delay,
-                per_token,
-                end,
-            },
+            Behaviour::Stream { tokens, first_delay, per_token, .. } => {
+                Behaviour::Stream { tokens, first_delay, per_token, end }
+            }
             other => other,
         }
     }
@@ -120,13 +112,11 @@ impl Upstream {
                 let log = shared.clone();
                 let behaviour = behaviour.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |req: http::Request<hyper::body::Incoming>| {
-                            let log = log.clone();
-                            let behaviour = behaviour.clone();
-                            async move { Ok::<_, Infallible>(respond(req, behaviour, log).await) }
-                        },
-                    );
+                    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let log = log.clone();
+                        let behaviour = behaviour.clone();
+                        async move { Ok::<_, Infallible>(respond(req, behaviour, log).await) }
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;
@@ -151,11 +141,7 @@ async fn respond(
     log: Arc<Mutex<Log>>,
 ) -> http::Response<Body> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     {
         let mut l = log.lock().unwrap();
@@ -168,7 +154,8 @@ async fn respond(
     match behaviour {
         Behaviour::Status(status, message) => full(
             status,
-            serde_json::json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}).to_string(),
+            serde_json::json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}})
+                .to_string(),
         ),
         Behaviour::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -216,7 +203,10 @@ async fn respond(
                         t
                     }
                     End::ErrorEvent(message) => {
-                        format!("data: {}\n\n", serde_json::json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}))
+                        format!(
+                            "data: {}\n\n",
+                            serde_json::json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}})
+                        )
                     }
                     End::Malformed => "data: {\"choices\": [this is not json\n\n".to_string(),
                     End::Drop => String::new(),

@@ -28,11 +28,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status: 400,
-            code,
-            message: message.into(),
-        }
+        ApiError { status: 400, code, message: message.into() }
     }
 
     pub fn into_response(self) -> Response<BoxBody> {
@@ -49,10 +45,7 @@ pub fn json(status: u16, value: &serde_json::Value) -> Response<BoxBody> {
 }
 
 pub fn error(status: u16, code: &str, message: &str) -> Response<BoxBody> {
-    json(
-        status,
-        &serde_json::json!({"error": {"code": code, "message": message}}),
-    )
+    json(status, &serde_json::json!({"error": {"code": code, "message": message}}))
 }
 
 #[derive(Deserialize)]
@@ -84,28 +77,17 @@ pub async fn parse(req: Request) -> Result<ChatRequest, ApiError> {
         .unwrap_or_else(new_request_id);
     let (query, history, top_k, filters) = if req.method() == spin_sdk::http::Method::GET {
         let params = query_params(req.uri().query().unwrap_or(""));
-        let get = |name: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let top_k = match get("top_k") {
-            None => None,
-            Some(v) => Some(v.parse::<i64>().map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_top_k",
-                    format!("top_k must be an integer, got `{v}`"),
-                )
-            })?),
-        };
+        let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let top_k =
+            match get("top_k") {
+                None => None,
+                Some(v) => Some(v.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request("invalid_top_k", format!("top_k must be an integer, got `{v}`"))
+                })?),
+            };
         (get("query"), Vec::new(), top_k, Vec::new())
     } else {
-        let ctype = req
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let ctype = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
         if !ctype.starts_with("application/json") {
             return Err(ApiError {
                 status: 415,
@@ -114,9 +96,8 @@ pub async fn parse(req: Request) -> Result<ChatRequest, ApiError> {
             });
         }
         let body = read_body(req).await?;
-        let body: ChatBody = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}"))
-        })?;
+        let body: ChatBody = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))?;
         let history = body
             .history
             .into_iter()
@@ -132,18 +113,10 @@ pub async fn parse(req: Request) -> Result<ChatRequest, ApiError> {
                         ));
                     }
                 };
-                Ok(Message {
-                    role,
-                    content: m.content,
-                })
+                Ok(Message { role, content: m.content })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        (
-            body.query,
-            history,
-            body.top_k,
-            body.filters.into_iter().collect(),
-        )
+        (body.query, history, body.top_k, body.filters.into_iter().collect())
     };
     validate(query, history, top_k, filters, request_id)
 }
@@ -157,10 +130,7 @@ fn validate(
 ) -> Result<ChatRequest, ApiError> {
     let query = query.map(|q| q.trim().to_string()).unwrap_or_default();
     if query.is_empty() {
-        return Err(ApiError::bad_request(
-            "missing_query",
-            "the `query` parameter is required and must not be empty",
-        ));
+        return Err(ApiError::bad_request("missing_query", "the `query` parameter is required and must not be empty"));
     }
     let chars = query.chars().count();
     if chars > MAX_QUERY_CHARS {
@@ -182,28 +152,16 @@ fn validate(
             format!("at most {MAX_HISTORY_MESSAGES} history messages"),
         ));
     }
-    if history
-        .iter()
-        .any(|m| m.content.chars().count() > MAX_HISTORY_CHARS)
-    {
+    if history.iter().any(|m| m.content.chars().count() > MAX_HISTORY_CHARS) {
         return Err(ApiError::bad_request(
             "invalid_history",
             format!("history messages are limited to {MAX_HISTORY_CHARS} characters"),
         ));
     }
     if filters.len() > MAX_FILTERS {
-        return Err(ApiError::bad_request(
-            "invalid_filters",
-            format!("at most {MAX_FILTERS} filters"),
-        ));
+        return Err(ApiError::bad_request("invalid_filters", format!("at most {MAX_FILTERS} filters")));
     }
-    Ok(ChatRequest {
-        query,
-        history,
-        top_k: top_k as u32,
-        filters,
-        request_id,
-    })
+    Ok(ChatRequest { query, history, top_k: top_k as u32, filters, request_id })
 }
 
 async fn read_body(req: Request) -> Result<Vec<u8>, ApiError> {
@@ -212,11 +170,8 @@ async fn read_body(req: Request) -> Result<Vec<u8>, ApiError> {
         code: "body_too_large",
         message: format!("request body is larger than {MAX_BODY_BYTES} bytes"),
     };
-    if let Some(len) = req
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
+    if let Some(len) =
+        req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
         && len > MAX_BODY_BYTES
     {
         return Err(too_large());
@@ -224,12 +179,8 @@ async fn read_body(req: Request) -> Result<Vec<u8>, ApiError> {
     let mut stream = req.into_body().stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request(
-                "invalid_body",
-                format!("could not read the request body: {e:?}"),
-            )
-        })?;
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request("invalid_body", format!("could not read the request body: {e:?}")))?;
         if buf.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(too_large());
         }
@@ -240,16 +191,11 @@ async fn read_body(req: Request) -> Result<Vec<u8>, ApiError> {
 
 /// Decodes `application/x-www-form-urlencoded` pairs (`+` is a space).
 fn query_params(raw: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(raw.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+    form_urlencoded::parse(raw.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
 fn new_request_id() -> String {
-    format!(
-        "{:016x}",
-        spin_sdk::wasip3::random::random::get_random_u64()
-    )
+    format!("{:016x}", spin_sdk::wasip3::random::random::get_random_u64())
 }
 
 #[cfg(test)]
@@ -260,15 +206,8 @@ mod tests {
     fn decodes_form_encoding() {
         assert_eq!(
             query_params("query=a+b%20c&top_k=3&x"),
-            vec![
-                ("query".into(), "a b c".into()),
-                ("top_k".into(), "3".into()),
-                ("x".into(), "".into())
-            ]
+            vec![("query".into(), "a b c".into()), ("top_k".into(), "3".into()), ("x".into(), "".into())]
         );
-        assert_eq!(
-            query_params("q=%E4%BD%A0%zz%"),
-            vec![("q".into(), "你%zz%".into())]
-        );
+        assert_eq!(query_params("q=%E4%BD%A0%zz%"), vec![("q".into(), "你%zz%".into())]);
     }
 }

@@ -72,10 +72,7 @@ pub enum Event {
 
 impl Event {
     pub fn error(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Event::Error(ErrorBody {
-            code: code.into(),
-            message: message.into(),
-        })
+        Event::Error(ErrorBody { code: code.into(), message: message.into() })
     }
 
     pub fn to_sse(&self) -> String {

@@ -19,15 +19,9 @@ use spin_sdk::http::{IntoResponse, Method, Request};
 async fn handle(req: Request) -> impl IntoResponse {
     let path = req.uri().path().to_string();
     match (req.method().clone(), path.as_str()) {
-        (Method::GET, "/api/chat/stream") | (Method::POST, "/api/chat/stream") => {
-            sse_route::handle(req).await
-        }
+        (Method::GET, "/api/chat/stream") | (Method::POST, "/api/chat/stream") => sse_route::handle(req).await,
         (Method::GET, "/healthz") => api::json(200, &serde_json::json!({"status": "ok"})),
-        (_, "/api/chat/stream") => api::error(
-            405,
-            "method_not_allowed",
-            "use GET or POST on /api/chat/stream",
-        ),
+        (_, "/api/chat/stream") => api::error(405, "method_not_allowed", "use GET or POST on /api/chat/stream"),
         _ => api::error(404, "not_found", &format!("no route for {path}")),
     }
 }

@@ -7,7 +7,26 @@ use crate::bindings::{Passage, Query, StepError, generator, prompt, reranker, re
 use crate::events::{Done, Event, Meta, Source, Timings, Usage};
 use crate::limits::{CANDIDATES_PER_SOURCE, MAX_CANDIDATES, SNIPPET_CHARS};
 use guest_common::extractive;
-use std::time::Instant;
+use guest_common::runtime::{deadline, variable_u64};
+use std::time::{Duration, Instant};
+
+/// Per-step deadlines, from Spin variables (milliseconds).
+pub struct Deadlines {
+    pub retrieve: Duration,
+    pub rerank: Duration,
+    pub prompt: Duration,
+}
+
+impl Deadlines {
+    pub async fn load() -> Result<Self, String> {
+        let ms = |v: Result<u64, String>| v.map(Duration::from_millis);
+        Ok(Deadlines {
+            retrieve: ms(variable_u64("retrieve_timeout_ms", 10_000).await)?,
+            rerank: ms(variable_u64("rerank_timeout_ms", 5_000).await)?,
+            prompt: ms(variable_u64("prompt_timeout_ms", 5_000).await)?,
+        })
+    }
+}
 
 /// The client went away; stop all work.
 pub struct Gone;
@@ -30,11 +49,14 @@ fn step_error(step: &str, e: &StepError) -> Event {
 
 fn describe(e: &StepError) -> String {
     match e {
-        StepError::InvalidInput(m)
-        | StepError::Unavailable(m)
-        | StepError::Timeout(m)
-        | StepError::Internal(m) => m.clone(),
+        StepError::InvalidInput(m) | StepError::Unavailable(m) | StepError::Timeout(m) | StepError::Internal(m) => {
+            m.clone()
+        }
     }
+}
+
+fn timed_out(limit: Duration) -> StepError {
+    StepError::Timeout(format!("no answer within {} ms", limit.as_millis()))
 }
 
 fn ms_since(t: Instant) -> u64 {
@@ -50,7 +72,7 @@ fn snippet(text: &str) -> String {
 
 /// Runs the pipeline for `req`, sending every event to `sink`. Returns when
 /// the stream is complete or the client has gone.
-pub async fn run(req: ChatRequest, sink: &mut impl Sink) -> Result<(), Gone> {
+pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> Result<(), Gone> {
     let start = Instant::now();
     let mut timings = Timings::default();
     let mut degraded = Vec::new();
@@ -68,9 +90,7 @@ pub async fn run(req: ChatRequest, sink: &mut impl Sink) -> Result<(), Gone> {
     }))
     .await?;
 
-    let candidates = (req.top_k * CANDIDATES_PER_SOURCE)
-        .min(MAX_CANDIDATES)
-        .max(req.top_k);
+    let candidates = (req.top_k * CANDIDATES_PER_SOURCE).min(MAX_CANDIDATES).max(req.top_k);
     let query = Query {
         text: req.query.clone(),
         history: req.history.clone(),
@@ -78,18 +98,20 @@ pub async fn run(req: ChatRequest, sink: &mut impl Sink) -> Result<(), Gone> {
         filters: req.filters.clone(),
     };
     let t = Instant::now();
-    let retrieved = retriever::retrieve(query.clone()).await;
+    let retrieved = deadline(limits.retrieve, retriever::retrieve(query.clone())).await;
     timings.retrieve = ms_since(t);
     let retrieved = match retrieved {
-        Ok(p) => p,
-        Err(e) => return sink.send(step_error("retriever", &e)).await,
+        Some(Ok(p)) => p,
+        Some(Err(e)) => return sink.send(step_error("retriever", &e)).await,
+        None => return sink.send(step_error("retriever", &timed_out(limits.retrieve))).await,
     };
 
     let t = Instant::now();
     let passages: Vec<Passage> = if retrieved.is_empty() {
         retrieved
     } else {
-        match reranker::rerank(req.query.clone(), retrieved.clone(), req.top_k).await {
+        let reranked = deadline(limits.rerank, reranker::rerank(req.query.clone(), retrieved.clone(), req.top_k)).await;
+        match reranked.unwrap_or_else(|| Err(timed_out(limits.rerank))) {
             Ok(p) => p,
             Err(e) => {
                 // Retrieval order is still a useful answer basis.
@@ -115,16 +137,9 @@ pub async fn run(req: ChatRequest, sink: &mut impl Sink) -> Result<(), Gone> {
     sink.send(Event::Sources(sources)).await?;
 
     let t = Instant::now();
-    let messages = prompt::build(
-        Query {
-            top_k: req.top_k,
-            ..query
-        },
-        passages.clone(),
-    )
-    .await;
+    let messages = deadline(limits.prompt, prompt::build(Query { top_k: req.top_k, ..query }, passages.clone())).await;
     timings.prompt = ms_since(t);
-    let messages = match messages {
+    let messages = match messages.unwrap_or_else(|| Err(timed_out(limits.prompt))) {
         Ok(m) => m,
         Err(e) => return sink.send(step_error("prompt", &e)).await,
     };
@@ -135,11 +150,8 @@ pub async fn run(req: ChatRequest, sink: &mut impl Sink) -> Result<(), Gone> {
     let mut used = generator_name.clone();
     let mut fallback = None;
     let stream = if info.ready {
-        let options = generator::GenerateOptions {
-            max_tokens: None,
-            temperature: None,
-            request_id: req.request_id.clone(),
-        };
+        let options =
+            generator::GenerateOptions { max_tokens: None, temperature: None, request_id: req.request_id.clone() };
         match generator::generate(messages, passages.clone(), options).await {
             Ok(rx) => Some(rx),
             Err(e) => {
@@ -160,10 +172,7 @@ pub async fn run(req: ChatRequest, sink: &mut impl Sink) -> Result<(), Gone> {
                         sink.send(Event::Text(text)).await?;
                     }
                     generator::Chunk::Usage(u) => {
-                        usage = Some(Usage {
-                            prompt_tokens: u.prompt_tokens,
-                            completion_tokens: u.completion_tokens,
-                        })
+                        usage = Some(Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens })
                     }
                     generator::Chunk::Finish(reason) => finish_reason = reason,
                     generator::Chunk::Error(e) => {
@@ -174,13 +183,8 @@ pub async fn run(req: ChatRequest, sink: &mut impl Sink) -> Result<(), Gone> {
         }
         None => {
             used = "extractive".to_string();
-            let srcs: Vec<extractive::Source<'_>> = passages
-                .iter()
-                .map(|p| extractive::Source {
-                    title: p.title.as_deref(),
-                    text: &p.text,
-                })
-                .collect();
+            let srcs: Vec<extractive::Source<'_>> =
+                passages.iter().map(|p| extractive::Source { title: p.title.as_deref(), text: &p.text }).collect();
             for piece in extractive::answer(&req.query, &srcs) {
                 timings.first_token.get_or_insert_with(|| ms_since(start));
                 sink.send(Event::Text(piece)).await?;
@@ -189,11 +193,7 @@ pub async fn run(req: ChatRequest, sink: &mut impl Sink) -> Result<(), Gone> {
     }
     timings.generate = ms_since(t);
     timings.total = ms_since(start);
-    let model = if used == "extractive" {
-        "extractive".to_string()
-    } else {
-        model
-    };
+    let model = if used == "extractive" { "extractive".to_string() } else { model };
     sink.send(Event::Done(Done {
         finish_reason,
         usage,

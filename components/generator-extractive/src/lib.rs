@@ -12,9 +12,7 @@ mod bindings {
     });
 }
 
-use bindings::exports::spindle::generator::generator::{
-    Chunk, GenerateOptions, GeneratorInfo, Guest,
-};
+use bindings::exports::spindle::generator::generator::{Chunk, GenerateOptions, GeneratorInfo, Guest};
 use bindings::spindle::types::types::{Message, Passage, Role, StepError};
 use guest_common::extractive;
 
@@ -22,11 +20,7 @@ struct Extractive;
 
 impl Guest for Extractive {
     async fn info() -> GeneratorInfo {
-        GeneratorInfo {
-            name: "extractive".into(),
-            model: "extractive".into(),
-            ready: true,
-        }
+        GeneratorInfo { name: "extractive".into(), model: "extractive".into(), ready: true }
     }
 
     async fn generate(
@@ -40,13 +34,8 @@ impl Guest for Extractive {
             .find(|m| m.role == Role::User)
             .map(|m| m.content.clone())
             .ok_or_else(|| StepError::InvalidInput("no user message to answer".into()))?;
-        let sources: Vec<extractive::Source<'_>> = passages
-            .iter()
-            .map(|p| extractive::Source {
-                title: p.title.as_deref(),
-                text: &p.text,
-            })
-            .collect();
+        let sources: Vec<extractive::Source<'_>> =
+            passages.iter().map(|p| extractive::Source { title: p.title.as_deref(), text: &p.text }).collect();
         let pieces = extractive::answer(&question, &sources);
         let (mut tx, rx) = bindings::wit_stream::new::<Chunk>();
         wit_bindgen::spawn(async move {

@@ -30,9 +30,7 @@ mod bindings {
     });
 }
 
-use bindings::exports::spindle::generator::generator::{
-    Chunk, GenerateOptions, GeneratorInfo, Guest, Usage,
-};
+use bindings::exports::spindle::generator::generator::{Chunk, GenerateOptions, GeneratorInfo, Guest, Usage};
 use bindings::spindle::types::types::{Message, Passage, Role, StepError};
 
 /// Most bytes of an upstream error body quoted back to the client.
@@ -48,15 +46,9 @@ struct Config {
 
 impl Config {
     async fn load() -> Result<Self, StepError> {
-        let ms = |r: Result<u64, String>| {
-            r.map(Duration::from_millis)
-                .map_err(StepError::InvalidInput)
-        };
+        let ms = |r: Result<u64, String>| r.map(Duration::from_millis).map_err(StepError::InvalidInput);
         Ok(Config {
-            url: variable_or("llm_url", "")
-                .await
-                .trim_end_matches('/')
-                .to_string(),
+            url: variable_or("llm_url", "").await.trim_end_matches('/').to_string(),
             model: variable_or("llm_model", "default").await,
             api_key: variable_or("llm_api_key", "").await,
             timeout: ms(variable_u64("llm_timeout_ms", 30_000).await)?,
@@ -95,14 +87,10 @@ impl Upstream {
                 }
                 Some(None) if self.finished => self.ended = true,
                 Some(None) => {
-                    return self.fail(StepError::Unavailable(
-                        "the LLM stream ended before [DONE]".into(),
-                    ));
+                    return self.fail(StepError::Unavailable("the LLM stream ended before [DONE]".into()));
                 }
                 Some(Some(Err(e))) => {
-                    return self.fail(StepError::Unavailable(format!(
-                        "the LLM connection failed: {e}"
-                    )));
+                    return self.fail(StepError::Unavailable(format!("the LLM connection failed: {e}")));
                 }
                 Some(Some(Ok(bytes))) => self.decode(&bytes),
             }
@@ -120,13 +108,9 @@ impl Upstream {
                                 self.finished = true;
                                 self.pending.push_back(Chunk::Finish(r));
                             }
-                            StreamItem::Usage {
-                                prompt_tokens,
-                                completion_tokens,
-                            } => self.pending.push_back(Chunk::Usage(Usage {
-                                prompt_tokens,
-                                completion_tokens,
-                            })),
+                            StreamItem::Usage { prompt_tokens, completion_tokens } => {
+                                self.pending.push_back(Chunk::Usage(Usage { prompt_tokens, completion_tokens }))
+                            }
                             StreamItem::Done => {
                                 self.finished = true;
                                 self.ended = true;
@@ -137,9 +121,7 @@ impl Upstream {
                 }
                 Err(e) => {
                     let err = match e {
-                        StreamError::Upstream(m) => {
-                            StepError::Unavailable(format!("the LLM reported an error: {m}"))
-                        }
+                        StreamError::Upstream(m) => StepError::Unavailable(format!("the LLM reported an error: {m}")),
                         StreamError::Malformed(m) => {
                             StepError::Internal(format!("the LLM sent a malformed chunk: {m}"))
                         }
@@ -166,17 +148,9 @@ fn role(r: Role) -> &'static str {
     }
 }
 
-async fn start(
-    cfg: &Config,
-    messages: &[Message],
-    options: &GenerateOptions,
-) -> Result<Upstream, StepError> {
-    let pairs: Vec<(&str, &str)> = messages
-        .iter()
-        .map(|m| (role(m.role), m.content.as_str()))
-        .collect();
-    let body = openai::chat_request(&cfg.model, &pairs, options.max_tokens, options.temperature)
-        .to_string();
+async fn start(cfg: &Config, messages: &[Message], options: &GenerateOptions) -> Result<Upstream, StepError> {
+    let pairs: Vec<(&str, &str)> = messages.iter().map(|m| (role(m.role), m.content.as_str())).collect();
+    let body = openai::chat_request(&cfg.model, &pairs, options.max_tokens, options.temperature).to_string();
     let endpoint = format!("{}/chat/completions", cfg.url);
     let mut req = spin_sdk::http::Request::post(&endpoint)
         .header("content-type", "application/json")
@@ -185,9 +159,7 @@ async fn start(
     if !cfg.api_key.is_empty() {
         req = req.header("authorization", format!("Bearer {}", cfg.api_key));
     }
-    let req = req
-        .body(body)
-        .map_err(|e| StepError::InvalidInput(format!("bad LLM URL `{endpoint}`: {e}")))?;
+    let req = req.body(body).map_err(|e| StepError::InvalidInput(format!("bad LLM URL `{endpoint}`: {e}")))?;
     let resp = match deadline(cfg.timeout, spin_sdk::http::send(req)).await {
         None => {
             return Err(StepError::Timeout(format!(
@@ -196,19 +168,13 @@ async fn start(
             )));
         }
         Some(Err(e)) => {
-            return Err(StepError::Unavailable(format!(
-                "cannot reach the LLM at {endpoint}: {e:?}"
-            )));
+            return Err(StepError::Unavailable(format!("cannot reach the LLM at {endpoint}: {e:?}")));
         }
         Some(Ok(resp)) => resp,
     };
     let status = resp.status();
     // Own the body as a boxed stream so `Upstream` needs no SDK-private types.
-    let mut body = resp
-        .into_body()
-        .stream()
-        .map(|r| r.map(|b| b.to_vec()).map_err(|e| format!("{e:?}")))
-        .boxed_local();
+    let mut body = resp.into_body().stream().map(|r| r.map(|b| b.to_vec()).map_err(|e| format!("{e:?}"))).boxed_local();
     if !status.is_success() {
         let mut buf = Vec::new();
         while let Some(Some(Ok(bytes))) = deadline(cfg.timeout, body.next()).await {
@@ -252,9 +218,7 @@ impl Guest for OpenAi {
     ) -> Result<spin_sdk::wit_bindgen::StreamReader<Chunk>, StepError> {
         let cfg = Config::load().await?;
         if cfg.url.is_empty() {
-            return Err(StepError::Unavailable(
-                "no LLM is configured (variable llm_url is empty)".into(),
-            ));
+            return Err(StepError::Unavailable("no LLM is configured (variable llm_url is empty)".into()));
         }
         let mut upstream = start(&cfg, &messages, &options).await?;
         // Hold everything up to the first token: an error before it is a

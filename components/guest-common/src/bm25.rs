@@ -46,17 +46,8 @@ impl Index {
             }
         }
         let total: u64 = doc_len.iter().map(|&l| u64::from(l)).sum();
-        let avg_len = if docs.is_empty() {
-            0.0
-        } else {
-            total as f32 / docs.len() as f32
-        };
-        Index {
-            docs,
-            doc_len,
-            avg_len,
-            postings,
-        }
+        let avg_len = if docs.is_empty() { 0.0 } else { total as f32 / docs.len() as f32 };
+        Index { docs, doc_len, avg_len, postings }
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -95,18 +86,14 @@ impl Index {
             let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
             for &(d, tf) in list {
                 let tf = tf as f32;
-                let len_norm =
-                    1.0 - B + B * self.doc_len[d as usize] as f32 / self.avg_len.max(1.0);
+                let len_norm = 1.0 - B + B * self.doc_len[d as usize] as f32 / self.avg_len.max(1.0);
                 *scores.entry(d).or_default() += idf * tf * (K1 + 1.0) / (tf + K1 * len_norm);
             }
         }
         let mut hits: Vec<Hit> = scores
             .into_iter()
             .filter(|(d, _)| keep(&self.docs[*d as usize]))
-            .map(|(d, score)| Hit {
-                doc: d as usize,
-                score,
-            })
+            .map(|(d, score)| Hit { doc: d as usize, score })
             .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
         hits.truncate(k);
@@ -119,13 +106,7 @@ mod tests {
     use super::*;
 
     fn doc(id: &str, text: &str) -> Document {
-        Document {
-            id: id.into(),
-            title: None,
-            text: text.into(),
-            url: None,
-            metadata: Default::default(),
-        }
+        Document { id: id.into(), title: None, text: text.into(), url: None, metadata: Default::default() }
     }
 
     #[test]

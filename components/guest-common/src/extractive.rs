@@ -37,11 +37,7 @@ pub fn answer(query: &str, sources: &[Source<'_>]) -> Vec<String> {
         }
     }
     candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let mut chosen: Vec<(usize, String)> = candidates
-        .into_iter()
-        .take(MAX_SENTENCES)
-        .map(|(_, n, s)| (n, s))
-        .collect();
+    let mut chosen: Vec<(usize, String)> = candidates.into_iter().take(MAX_SENTENCES).map(|(_, n, s)| (n, s)).collect();
     chosen.sort_by_key(|(n, _)| *n);
 
     let mut pieces = vec![
@@ -97,14 +93,8 @@ mod tests {
     #[test]
     fn quotes_the_matching_sentence_with_its_citation() {
         let srcs = [
-            Source {
-                title: None,
-                text: "The kernel boots the machine. It is called Linux.",
-            },
-            Source {
-                title: None,
-                text: "Use apt to install packages. Dpkg is lower level.",
-            },
+            Source { title: None, text: "The kernel boots the machine. It is called Linux." },
+            Source { title: None, text: "Use apt to install packages. Dpkg is lower level." },
         ];
         let text = answer("how do I install packages", &srcs).concat();
         assert!(text.starts_with("(No language model"));
@@ -113,14 +103,7 @@ mod tests {
 
     #[test]
     fn chinese_query_gets_chinese_label() {
-        let srcs = [Source {
-            title: None,
-            text: "使用 apt 安装软件包。",
-        }];
-        assert!(
-            answer("如何安装软件包", &srcs)
-                .concat()
-                .starts_with("（未使用语言模型")
-        );
+        let srcs = [Source { title: None, text: "使用 apt 安装软件包。" }];
+        assert!(answer("如何安装软件包", &srcs).concat().starts_with("（未使用语言模型"));
     }
 }

@@ -36,11 +36,7 @@ pub fn rerank(query: &str, texts: &[&str]) -> Vec<(usize, f32)> {
         .enumerate()
         .map(|(i, t)| {
             let terms: HashSet<String> = tokenize(t).into_iter().collect();
-            let coverage = if q.is_empty() {
-                0.0
-            } else {
-                q.intersection(&terms).count() as f32 / q.len() as f32
-            };
+            let coverage = if q.is_empty() { 0.0 } else { q.intersection(&terms).count() as f32 / q.len() as f32 };
             let norm = if max > 0.0 { bm25[i] / max } else { 0.0 };
             (i, BM25_WEIGHT * norm + (1.0 - BM25_WEIGHT) * coverage)
         })
@@ -53,10 +49,7 @@ pub fn rerank(query: &str, texts: &[&str]) -> Vec<(usize, f32)> {
 mod tests {
     #[test]
     fn passage_covering_the_query_wins() {
-        let r = super::rerank(
-            "install package apt",
-            &["the kernel", "apt can install a package", "a package"],
-        );
+        let r = super::rerank("install package apt", &["the kernel", "apt can install a package", "a package"]);
         assert_eq!(r[0].0, 1);
         assert_eq!(r.len(), 3);
     }

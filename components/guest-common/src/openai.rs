@@ -72,19 +72,16 @@ pub fn parse_event(data: &str) -> Result<Vec<StreamItem>, StreamError> {
     if data == "[DONE]" {
         return Ok(vec![StreamItem::Done]);
     }
-    let value: Value = serde_json::from_str(data)
-        .map_err(|e| StreamError::Malformed(format!("{e}: {}", preview(data))))?;
+    let value: Value =
+        serde_json::from_str(data).map_err(|e| StreamError::Malformed(format!("{e}: {}", preview(data))))?;
     if let Some(err) = value.get("error") {
         return Err(StreamError::Upstream(error_message(err)));
     }
     if value.get("choices").is_none() && value.get("usage").is_none() {
-        return Err(StreamError::Malformed(format!(
-            "no `choices`: {}",
-            preview(data)
-        )));
+        return Err(StreamError::Malformed(format!("no `choices`: {}", preview(data))));
     }
-    let chunk: Chunk = serde_json::from_value(value)
-        .map_err(|e| StreamError::Malformed(format!("{e}: {}", preview(data))))?;
+    let chunk: Chunk =
+        serde_json::from_value(value).map_err(|e| StreamError::Malformed(format!("{e}: {}", preview(data))))?;
     let mut items = Vec::new();
     for choice in chunk.choices.into_iter().take(1) {
         if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
@@ -95,10 +92,7 @@ pub fn parse_event(data: &str) -> Result<Vec<StreamItem>, StreamError> {
         }
     }
     if let Some(u) = chunk.usage {
-        items.push(StreamItem::Usage {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-        });
+        items.push(StreamItem::Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens });
     }
     Ok(items)
 }
@@ -107,10 +101,7 @@ pub fn parse_event(data: &str) -> Result<Vec<StreamItem>, StreamError> {
 /// the body itself, shortened, when it is not one.
 pub fn error_body_message(body: &[u8]) -> String {
     match serde_json::from_slice::<Value>(body) {
-        Ok(v) => v
-            .get("error")
-            .map(error_message)
-            .unwrap_or_else(|| preview(&v.to_string())),
+        Ok(v) => v.get("error").map(error_message).unwrap_or_else(|| preview(&v.to_string())),
         Err(_) => preview(&String::from_utf8_lossy(body)),
     }
 }
@@ -165,19 +156,9 @@ mod tests {
         let c = r#"{"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#;
         assert_eq!(parse_event(c).unwrap(), vec![StreamItem::Text("Hi".into())]);
         let f = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
-        assert_eq!(
-            parse_event(f).unwrap(),
-            vec![StreamItem::Finish("stop".into())]
-        );
-        let u =
-            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
-        assert_eq!(
-            parse_event(u).unwrap(),
-            vec![StreamItem::Usage {
-                prompt_tokens: 3,
-                completion_tokens: 2
-            }]
-        );
+        assert_eq!(parse_event(f).unwrap(), vec![StreamItem::Finish("stop".into())]);
+        let u = r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+        assert_eq!(parse_event(u).unwrap(), vec![StreamItem::Usage { prompt_tokens: 3, completion_tokens: 2 }]);
         assert_eq!(parse_event("[DONE]").unwrap(), vec![StreamItem::Done]);
     }
 
@@ -187,17 +168,8 @@ mod tests {
             parse_event(r#"{"error":{"message":"overloaded","type":"server_error"}}"#),
             Err(StreamError::Upstream("overloaded".into()))
         );
-        assert!(matches!(
-            parse_event("{not json"),
-            Err(StreamError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_event(r#"{"foo":1}"#),
-            Err(StreamError::Malformed(_))
-        ));
-        assert_eq!(
-            error_body_message(br#"{"error":{"message":"bad key"}}"#),
-            "bad key"
-        );
+        assert!(matches!(parse_event("{not json"), Err(StreamError::Malformed(_))));
+        assert!(matches!(parse_event(r#"{"foo":1}"#), Err(StreamError::Malformed(_))));
+        assert_eq!(error_body_message(br#"{"error":{"message":"bad key"}}"#), "bad key");
     }
 }

@@ -21,8 +21,7 @@ pub async fn variable_u64(name: &str, default: u64) -> Result<u64, String> {
     if raw.is_empty() {
         return Ok(default);
     }
-    raw.parse()
-        .map_err(|_| format!("variable `{name}` must be a whole number, got `{raw}`"))
+    raw.parse().map_err(|_| format!("variable `{name}` must be a whole number, got `{raw}`"))
 }
 
 /// Runs `fut` until `limit` passes; `None` means the deadline won. The

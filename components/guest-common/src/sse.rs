@@ -57,10 +57,7 @@ impl Decoder {
             let line = String::from_utf8_lossy(&line);
             if line.is_empty() {
                 if let Some(data) = self.data.take() {
-                    events.push(Event {
-                        name: self.name.take(),
-                        data,
-                    });
+                    events.push(Event { name: self.name.take(), data });
                 }
                 self.name = None;
                 continue;
@@ -107,28 +104,13 @@ mod tests {
         got.extend(d.feed(second));
         assert_eq!(
             got,
-            vec![
-                Event {
-                    name: Some("x".into()),
-                    data: "a\nb".into()
-                },
-                Event {
-                    name: None,
-                    data: "c".into()
-                }
-            ]
+            vec![Event { name: Some("x".into()), data: "a\nb".into() }, Event { name: None, data: "c".into() }]
         );
     }
 
     #[test]
     fn comments_and_crlf_are_handled() {
         let mut d = Decoder::default();
-        assert_eq!(
-            d.feed(b": ping\r\n\r\ndata: {}\r\n\r\n"),
-            vec![Event {
-                name: None,
-                data: "{}".into()
-            }]
-        );
+        assert_eq!(d.feed(b": ping\r\n\r\ndata: {}\r\n\r\n"), vec![Event { name: None, data: "{}".into() }]);
     }
 }

@@ -10,16 +10,14 @@ use std::sync::OnceLock;
 
 /// English stop words: frequent enough to carry no ranking signal.
 const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from",
-    "how", "i", "if", "in", "into", "is", "it", "its", "of", "on", "or", "so", "such", "that",
-    "the", "their", "then", "there", "these", "they", "this", "to", "was", "what", "when", "where",
-    "which", "who", "why", "will", "with", "you", "your", "my", "me", "we", "our",
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from", "how", "i", "if", "in",
+    "into", "is", "it", "its", "of", "on", "or", "so", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "was", "what", "when", "where", "which", "who", "why", "will", "with", "you", "your", "my",
+    "me", "we", "our",
 ];
 
 /// Chinese function characters dropped as unigrams; they still take part in bigrams.
-const CJK_STOP_CHARS: &[char] = &[
-    '的', '了', '是', '在', '和', '与', '或', '吗', '呢', '么', '我', '你', '个',
-];
+const CJK_STOP_CHARS: &[char] = &['的', '了', '是', '在', '和', '与', '或', '吗', '呢', '么', '我', '你', '个'];
 
 fn stemmer() -> &'static Stemmer {
     static STEMMER: OnceLock<Stemmer> = OnceLock::new();
@@ -85,10 +83,7 @@ mod tests {
 
     #[test]
     fn english_is_stemmed_and_stopped() {
-        assert_eq!(
-            tokenize("How do I install the packages?"),
-            vec!["instal", "packag"]
-        );
+        assert_eq!(tokenize("How do I install the packages?"), vec!["instal", "packag"]);
     }
 
     #[test]
@@ -100,10 +95,7 @@ mod tests {
     fn mixed_scripts_split_at_boundaries() {
         assert_eq!(
             tokenize("Debian的apt工具"),
-            vec!["debian", "的", "apt", "工具"]
-                .into_iter()
-                .filter(|t| *t != "的")
-                .collect::<Vec<_>>()
+            vec!["debian", "的", "apt", "工具"].into_iter().filter(|t| *t != "的").collect::<Vec<_>>()
         );
     }
 }

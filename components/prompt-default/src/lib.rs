@@ -26,9 +26,8 @@ const TOKEN_BUDGET: usize = 2400;
 /// Rough token count: ~4 Latin characters per token, one token per CJK
 /// character. Exact counts would need the model's own tokenizer.
 fn estimate_tokens(text: &str) -> usize {
-    let (cjk, other) = text.chars().fold((0usize, 0usize), |(c, o), ch| {
-        if is_cjk(ch) { (c + 1, o) } else { (c, o + 1) }
-    });
+    let (cjk, other) =
+        text.chars().fold((0usize, 0usize), |(c, o), ch| if is_cjk(ch) { (c + 1, o) } else { (c, o + 1) });
     cjk + other.div_ceil(4)
 }
 
@@ -78,8 +77,7 @@ impl Guest for DefaultPrompt {
             return Err(StepError::InvalidInput("empty query".into()));
         }
         let t = if q.text.chars().any(is_cjk) { &ZH } else { &EN };
-        let mut budget =
-            TOKEN_BUDGET.saturating_sub(estimate_tokens(t.system) + estimate_tokens(&q.text));
+        let mut budget = TOKEN_BUDGET.saturating_sub(estimate_tokens(t.system) + estimate_tokens(&q.text));
 
         let mut sources = String::new();
         for (n, p) in passages.iter().enumerate() {
@@ -107,10 +105,8 @@ impl Guest for DefaultPrompt {
             sources.push_str(t.no_sources);
         }
 
-        let mut messages = vec![Message {
-            role: Role::System,
-            content: format!("{}\n\n{}", t.system, sources.trim_end()),
-        }];
+        let mut messages =
+            vec![Message { role: Role::System, content: format!("{}\n\n{}", t.system, sources.trim_end()) }];
         // Most recent history first until the budget is spent, then restore order.
         let mut history = Vec::new();
         for m in q.history.iter().rev() {
@@ -119,16 +115,10 @@ impl Guest for DefaultPrompt {
                 break;
             }
             budget -= cost;
-            history.push(Message {
-                role: m.role,
-                content: m.content.clone(),
-            });
+            history.push(Message { role: m.role, content: m.content.clone() });
         }
         messages.extend(history.into_iter().rev());
-        messages.push(Message {
-            role: Role::User,
-            content: q.text,
-        });
+        messages.push(Message { role: Role::User, content: q.text });
         Ok(messages)
     }
 }

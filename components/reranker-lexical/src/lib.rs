@@ -15,11 +15,7 @@ use bindings::spindle::types::types::{Passage, StepError};
 struct Lexical;
 
 impl Guest for Lexical {
-    async fn rerank(
-        query: String,
-        passages: Vec<Passage>,
-        top_n: u32,
-    ) -> Result<Vec<Passage>, StepError> {
+    async fn rerank(query: String, passages: Vec<Passage>, top_n: u32) -> Result<Vec<Passage>, StepError> {
         let order = {
             let texts: Vec<&str> = passages.iter().map(|p| p.text.as_str()).collect();
             guest_common::lexical::rerank(&query, &texts)

@@ -22,10 +22,7 @@ static INDEX_BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/index.bin"
 
 fn index() -> Result<&'static Index, StepError> {
     static INDEX: OnceLock<Result<Index, String>> = OnceLock::new();
-    INDEX
-        .get_or_init(|| Index::from_bytes(INDEX_BYTES))
-        .as_ref()
-        .map_err(|e| StepError::Internal(e.clone()))
+    INDEX.get_or_init(|| Index::from_bytes(INDEX_BYTES)).as_ref().map_err(|e| StepError::Internal(e.clone()))
 }
 
 struct Bm25;
@@ -36,17 +33,11 @@ impl Guest for Bm25 {
             return Err(StepError::InvalidInput("empty query".into()));
         }
         if q.top_k == 0 || q.top_k > MAX_TOP_K {
-            return Err(StepError::InvalidInput(format!(
-                "top-k must be 1..={MAX_TOP_K}, got {}",
-                q.top_k
-            )));
+            return Err(StepError::InvalidInput(format!("top-k must be 1..={MAX_TOP_K}, got {}", q.top_k)));
         }
         let index = index()?;
-        let hits = index.search(&q.text, q.top_k as usize, |doc| {
-            q.filters
-                .iter()
-                .all(|(k, v)| doc.metadata.get(k) == Some(v))
-        });
+        let hits = index
+            .search(&q.text, q.top_k as usize, |doc| q.filters.iter().all(|(k, v)| doc.metadata.get(k) == Some(v)));
         Ok(hits
             .into_iter()
             .map(|hit| {
@@ -57,11 +48,7 @@ impl Guest for Bm25 {
                     title: doc.title.clone(),
                     url: doc.url.clone(),
                     score: hit.score,
-                    metadata: doc
-                        .metadata
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
+                    metadata: doc.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 }
             })
             .collect())

@@ -1,0 +1,142 @@
+//! Cancellation that follows a request outwards.
+//!
+//! wasmtime cannot cancel one guest task inside a shared instance, and a
+//! guest only notices a gone client on its next write, so a request waiting
+//! on a slow LLM would keep that LLM generating (Spin's behaviour, spin#3541).
+//! Instead the host registers each inbound request under its `X-Request-Id`,
+//! which the gateway forwards on its outbound calls; when the client goes
+//! away, every outbound request carrying that id is dropped at once (its
+//! connection closes, so the model server stops), and the guest sees the
+//! failure and unwinds.
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use wasmtime_wasi_http::Error as HttpError;
+
+/// Open inbound requests by id. Ids a client reuses share one token, which
+/// fires when the last of them ends.
+#[derive(Clone, Default)]
+pub struct Registry(Arc<Mutex<HashMap<String, (CancellationToken, usize)>>>);
+
+impl Registry {
+    /// Registers an inbound request; dropping the guard cancels it.
+    pub fn register(&self, id: &str) -> Guard {
+        let mut map = self.0.lock().unwrap();
+        let entry = map.entry(id.to_string()).or_insert_with(|| (CancellationToken::new(), 0));
+        entry.1 += 1;
+        Guard { registry: self.clone(), id: id.to_string() }
+    }
+
+    /// The token of an open inbound request.
+    pub fn token(&self, id: &str) -> Option<CancellationToken> {
+        self.0.lock().unwrap().get(id).map(|(t, _)| t.clone())
+    }
+
+    pub fn open(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+/// Held for as long as the client may still read the response.
+pub struct Guard {
+    registry: Registry,
+    id: String,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let mut map = self.registry.0.lock().unwrap();
+        if let Some((token, count)) = map.get_mut(&self.id) {
+            *count -= 1;
+            if *count == 0 {
+                token.cancel();
+                map.remove(&self.id);
+            }
+        }
+    }
+}
+
+/// A response body that keeps its request's [`Guard`] alive until hyper
+/// drops it: at the end of the stream or when the client disconnects.
+pub struct GuardedBody<B> {
+    inner: B,
+    _guard: Guard,
+}
+
+impl<B> GuardedBody<B> {
+    pub fn new(inner: B, guard: Guard) -> Self {
+        GuardedBody { inner, _guard: guard }
+    }
+}
+
+impl<B: Body + Unpin> Body for GuardedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// An outbound response body that ends with an error, dropping the
+/// connection, as soon as its inbound request is cancelled.
+pub struct CancellableBody<B> {
+    inner: Option<B>,
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl<B> CancellableBody<B> {
+    pub fn new(inner: B, token: CancellationToken) -> Self {
+        CancellableBody { inner: Some(inner), cancelled: Box::pin(token.cancelled_owned()) }
+    }
+}
+
+impl<B: Body<Data = Bytes, Error = HttpError> + Unpin> Body for CancellableBody<B> {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let me = self.get_mut();
+        let Some(inner) = me.inner.as_mut() else { return Poll::Ready(None) };
+        if me.cancelled.as_mut().poll(cx).is_ready() {
+            me.inner = None;
+            return Poll::Ready(Some(Err(HttpError::ConnectionTerminated)));
+        }
+        Pin::new(inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_ids_cancel_when_the_last_request_ends() {
+        let reg = Registry::default();
+        let a = reg.register("x");
+        let b = reg.register("x");
+        let token = reg.token("x").unwrap();
+        drop(a);
+        assert!(!token.is_cancelled());
+        drop(b);
+        assert!(token.is_cancelled());
+        assert_eq!(reg.open(), 0);
+    }
+}

@@ -1,0 +1,90 @@
+//! Long-lived streams: cancellation when the client leaves, heartbeats on
+//! idle streams.
+
+mod common;
+
+use common::client;
+use common::spindle::{Options, Spindle};
+use common::upstream::{Behaviour, Upstream};
+use std::time::{Duration, Instant};
+
+/// Reads events until `n` text chunks have arrived (or the first event
+/// after meta+sources when `n` is 0).
+async fn read_until_text(s: &mut client::Stream, n: usize) {
+    let mut texts = 0;
+    let mut sources = false;
+    while let Some((e, _)) = s.next_event().await {
+        sources |= e.name.as_deref() == Some("sources");
+        if e.name.is_none() {
+            texts += 1;
+        }
+        if (n == 0 && sources) || (n > 0 && texts >= n) {
+            return;
+        }
+    }
+    panic!("stream ended early");
+}
+
+async fn wait_for_disconnect(upstream: &Upstream, left_at: Instant) -> Duration {
+    let give_up = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(at) = upstream.log.lock().unwrap().disconnected {
+            return at.saturating_duration_since(left_at);
+        }
+        assert!(Instant::now() < give_up, "the upstream request was never dropped");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leaving_while_the_model_is_silent_drops_the_upstream_request() {
+    // A slow model: 3 s to the first token. Spin holds such requests until
+    // the first token; spindle drops them when the client leaves.
+    let upstream = Upstream::start(Behaviour::tokens(5, 3000, 10)).await;
+    let spindle = Spindle::start(Options::default().llm(&upstream.origin));
+    let mut s = client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await;
+    read_until_text(&mut s, 0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(upstream.log.lock().unwrap().requests.len(), 1, "the LLM request is in flight");
+    let left_at = Instant::now();
+    drop(s);
+    let after = wait_for_disconnect(&upstream, left_at).await;
+    assert!(after < Duration::from_millis(100), "upstream dropped {after:?} after the client left");
+    assert!(upstream.log.lock().unwrap().sent.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leaving_mid_stream_drops_the_upstream_request() {
+    let upstream = Upstream::start(Behaviour::tokens(200, 10, 50)).await;
+    let spindle = Spindle::start(Options::default().llm(&upstream.origin));
+    let mut s = client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await;
+    read_until_text(&mut s, 3).await;
+    let left_at = Instant::now();
+    drop(s);
+    let after = wait_for_disconnect(&upstream, left_at).await;
+    assert!(after < Duration::from_millis(100), "upstream dropped {after:?} after the client left");
+    let sent = upstream.log.lock().unwrap().sent.len();
+    assert!(sent < 20, "the model stopped generating early ({sent} of 200 tokens sent)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_streams_get_keep_alive_comments_between_events() {
+    let upstream = Upstream::start(Behaviour::tokens(3, 1200, 10)).await;
+    let spindle = Spindle::start(Options::default().llm(&upstream.origin).var("heartbeat_ms", "200"));
+    let mut s = client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await;
+    let events = s.events().await;
+    assert_eq!(client::text(&events), "tok0 tok1 tok2 ");
+    let raw = String::from_utf8(s.raw.clone()).unwrap();
+    let comments = raw.matches(": keep-alive\n\n").count();
+    assert!((3..=8).contains(&comments), "expected a comment every 200 ms over ~1.2 s idle, got {comments}:\n{raw}");
+    // Every comment starts at an event boundary, never inside an event.
+    for (i, _) in raw.match_indices(": keep-alive") {
+        assert!(i == 0 || raw[..i].ends_with("\n\n"), "comment inside an event at byte {i}:\n{raw}");
+    }
+    // Without idleness there are none.
+    let quick = Upstream::start(Behaviour::tokens(3, 10, 10)).await;
+    let spindle = Spindle::start(Options::default().llm(&quick.origin).var("heartbeat_ms", "5000"));
+    let mut s = client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await;
+    s.events().await;
+    assert!(!String::from_utf8_lossy(&s.raw).contains("keep-alive"));
+}
