@@ -67,14 +67,19 @@ struct HistoryMessage {
 }
 
 /// Parses `GET ?query=&top_k=` or a `POST` JSON body.
-pub async fn parse(req: Request) -> Result<ChatRequest, ApiError> {
-    let request_id = req
-        .headers()
+/// The request's id: the `X-Request-Id` the host set or the client sent,
+/// or a new one (under runtimes that set none).
+pub fn request_id(req: &Request) -> String {
+    req.headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_string)
-        .unwrap_or_else(new_request_id);
+        .unwrap_or_else(new_request_id)
+}
+
+pub async fn parse(req: Request) -> Result<ChatRequest, ApiError> {
+    let request_id = request_id(&req);
     let (query, history, top_k, filters) = if req.method() == spin_sdk::http::Method::GET {
         let params = query_params(req.uri().query().unwrap_or(""));
         let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
@@ -121,7 +126,7 @@ pub async fn parse(req: Request) -> Result<ChatRequest, ApiError> {
     validate(query, history, top_k, filters, request_id)
 }
 
-fn validate(
+pub fn validate(
     query: Option<String>,
     history: Vec<Message>,
     top_k: Option<i64>,
@@ -164,7 +169,7 @@ fn validate(
     Ok(ChatRequest { query, history, top_k: top_k as u32, filters, request_id })
 }
 
-async fn read_body(req: Request) -> Result<Vec<u8>, ApiError> {
+pub async fn read_body(req: Request) -> Result<Vec<u8>, ApiError> {
     let too_large = || ApiError {
         status: 413,
         code: "body_too_large",

@@ -10,6 +10,7 @@ mod api;
 mod bindings;
 mod events;
 mod limits;
+mod openai_route;
 mod pipeline;
 mod sse_route;
 
@@ -20,6 +21,8 @@ async fn handle(req: Request) -> impl IntoResponse {
     let path = req.uri().path().to_string();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/api/chat/stream") | (Method::POST, "/api/chat/stream") => sse_route::handle(req).await,
+        (Method::POST, "/v1/chat/completions") => openai_route::completions(req).await,
+        (Method::GET, "/v1/models") => openai_route::models().await,
         (Method::GET, "/healthz") => api::json(200, &serde_json::json!({"status": "ok"})),
         (_, "/api/chat/stream") => api::error(405, "method_not_allowed", "use GET or POST on /api/chat/stream"),
         _ => api::error(404, "not_found", &format!("no route for {path}")),

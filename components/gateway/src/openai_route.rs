@@ -1,0 +1,262 @@
+//! The OpenAI-compatible facade: `POST /v1/chat/completions` (streaming and
+//! not) and `GET /v1/models`, so OpenAI SDKs and tools such as Open WebUI
+//! use Spindle unchanged. The last user message is the question, earlier
+//! messages the history; the sources travel in an extra `sources` field of
+//! the final chunk (streaming) or of the response.
+
+use crate::api::{self, ChatRequest};
+use crate::bindings::{Message, Role, generator};
+use crate::events::{Done, Event, Source};
+use crate::pipeline::{self, Gone, Sink};
+use futures::SinkExt;
+use futures::channel::mpsc::Sender;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use spin_sdk::http::{BoxBody, Request, Response, body, box_body};
+
+#[derive(Deserialize)]
+// `model`, `max_tokens` and `temperature` are accepted so OpenAI clients
+// work unchanged; the model and its settings are the server's.
+#[allow(dead_code)]
+struct CompletionRequest {
+    #[serde(default)]
+    model: Option<String>,
+    messages: Vec<ChatMessage>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    /// Spindle extensions.
+    #[serde(default)]
+    top_k: Option<i64>,
+    #[serde(default)]
+    filters: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    temperature: Option<f32>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Deserialize)]
+struct ChatMessage {
+    role: String,
+    content: Content,
+}
+
+/// `content` is a string or a list of parts (`{"type":"text","text":...}`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Value>),
+}
+
+impl Content {
+    fn text(self) -> String {
+        match self {
+            Content::Text(t) => t,
+            Content::Parts(parts) => {
+                parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("")
+            }
+        }
+    }
+}
+
+fn error(status: u16, code: &str, message: &str) -> Response<BoxBody> {
+    let kind = if status < 500 { "invalid_request_error" } else { "server_error" };
+    api::json(status, &json!({"error": {"message": message, "type": kind, "param": null, "code": code}}))
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+pub async fn models() -> Response<BoxBody> {
+    let info = generator::info().await;
+    let id = if info.ready { info.model } else { "extractive".to_string() };
+    api::json(
+        200,
+        &json!({"object": "list", "data": [{"id": id, "object": "model", "created": 0, "owned_by": "spindle"}]}),
+    )
+}
+
+async fn parse(req: Request) -> Result<(ChatRequest, bool, bool), Response<BoxBody>> {
+    let request_id = api::request_id(&req);
+    let body = api::read_body(req).await.map_err(|e| error(e.status, e.code, &e.message))?;
+    let body: CompletionRequest =
+        serde_json::from_slice(&body).map_err(|e| error(400, "invalid_json", &format!("invalid request body: {e}")))?;
+    let mut messages: Vec<(Role, String)> = Vec::new();
+    for m in body.messages {
+        let role = match m.role.as_str() {
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "system" | "developer" => Role::System,
+            other => return Err(error(400, "invalid_history", &format!("unsupported message role `{other}`"))),
+        };
+        messages.push((role, m.content.text()));
+    }
+    let Some(last_user) = messages.iter().rposition(|(r, _)| *r == Role::User) else {
+        return Err(error(
+            400,
+            "missing_query",
+            "`messages` must contain a user message: the last one is the question",
+        ));
+    };
+    let query = messages[last_user].1.clone();
+    let history =
+        messages[..last_user].iter().map(|(role, content)| Message { role: *role, content: content.clone() }).collect();
+    let include_usage = body.stream_options.is_some_and(|o| o.include_usage);
+    let chat = api::validate(Some(query), history, body.top_k, body.filters.into_iter().collect(), request_id)
+        .map_err(|e| error(e.status, e.code, &e.message))?;
+    Ok((chat, body.stream, include_usage))
+}
+
+pub async fn completions(req: Request) -> Response<BoxBody> {
+    let (chat, stream, include_usage) = match parse(req).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    let deadlines = match pipeline::Deadlines::load().await {
+        Ok(d) => d,
+        Err(e) => return error(500, "configuration_error", &e),
+    };
+    let id = format!("chatcmpl-{}", chat.request_id);
+    if stream {
+        let (tx, body) = body::stream::<String>();
+        let request_id = chat.request_id.clone();
+        let mut sink =
+            ChunkSink { tx, id, model: String::new(), created: now_secs(), include_usage, sources: Vec::new() };
+        spin_sdk::wasip3::spawn(async move {
+            let _ = pipeline::run(chat, &deadlines, &mut sink).await;
+        });
+        return Response::builder()
+            .status(200)
+            .header("content-type", "text/event-stream; charset=utf-8")
+            .header("cache-control", "no-cache")
+            .header("x-accel-buffering", "no")
+            .header("x-request-id", request_id)
+            .body(box_body(body))
+            .expect("static headers are valid");
+    }
+    let mut collected = Collected::default();
+    let _ = pipeline::run(chat, &deadlines, &mut collected).await;
+    if let Some((code, message)) = collected.error {
+        return error(502, &code, &message);
+    }
+    let done = collected.done.expect("the pipeline ends with done or error");
+    api::json(
+        200,
+        &json!({
+            "id": id, "object": "chat.completion", "created": now_secs(), "model": done.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": collected.text}, "logprobs": null, "finish_reason": done.finish_reason}],
+            "usage": usage_json(&done),
+            "sources": collected.sources,
+        }),
+    )
+}
+
+fn usage_json(done: &Done) -> Value {
+    match done.usage {
+        Some(u) => {
+            json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.prompt_tokens + u.completion_tokens})
+        }
+        None => json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}),
+    }
+}
+
+/// Encodes pipeline events as `chat.completion.chunk`s.
+struct ChunkSink {
+    tx: Sender<String>,
+    id: String,
+    model: String,
+    created: u64,
+    include_usage: bool,
+    sources: Vec<Source>,
+}
+
+impl ChunkSink {
+    fn chunk(&self, delta: Value, finish: Option<&str>, extra: Option<(&str, Value)>) -> String {
+        let mut c = json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        if self.include_usage {
+            c["usage"] = Value::Null;
+        }
+        if let Some((k, v)) = extra {
+            c[k] = v;
+        }
+        format!("data: {c}\n\n")
+    }
+
+    async fn write(&mut self, data: String) -> Result<(), Gone> {
+        self.tx.send(data).await.map_err(|_| Gone)
+    }
+}
+
+impl Sink for ChunkSink {
+    async fn send(&mut self, event: Event) -> Result<(), Gone> {
+        match event {
+            Event::Meta(m) => {
+                self.model = m.model;
+                let c = self.chunk(json!({"role": "assistant", "content": ""}), None, None);
+                self.write(c).await
+            }
+            Event::Sources(s) => {
+                self.sources = s;
+                Ok(())
+            }
+            Event::Text(t) => {
+                let c = self.chunk(json!({"content": t}), None, None);
+                self.write(c).await
+            }
+            Event::Done(done) => {
+                self.model = done.model.clone();
+                let sources = serde_json::to_value(&self.sources).expect("sources serialise");
+                let mut out = self.chunk(json!({}), Some(&done.finish_reason), Some(("sources", sources)));
+                if self.include_usage {
+                    let usage = json!({
+                        "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                        "choices": [], "usage": usage_json(&done),
+                    });
+                    out.push_str(&format!("data: {usage}\n\n"));
+                }
+                out.push_str("data: [DONE]\n\n");
+                self.write(out).await
+            }
+            Event::Error(e) => {
+                let body =
+                    json!({"error": {"message": e.message, "type": "server_error", "param": null, "code": e.code}});
+                self.write(format!("data: {body}\n\n")).await
+            }
+        }
+    }
+}
+
+/// Collects a whole answer for the non-streaming response.
+#[derive(Default)]
+struct Collected {
+    text: String,
+    sources: Vec<Source>,
+    done: Option<Done>,
+    error: Option<(String, String)>,
+}
+
+impl Sink for Collected {
+    async fn send(&mut self, event: Event) -> Result<(), Gone> {
+        match event {
+            Event::Meta(_) => {}
+            Event::Sources(s) => self.sources = s,
+            Event::Text(t) => self.text.push_str(&t),
+            Event::Done(d) => self.done = Some(d),
+            Event::Error(e) => self.error = Some((e.code, e.message)),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,70 @@
+//! The OpenAI-compatible facade, driven by the real `openai` SDKs for
+//! Python (PyPI) and JavaScript (npm), against a fake OpenAI upstream.
+
+mod common;
+
+use common::client;
+use common::spindle::{Options, Spindle, repo_root};
+use common::upstream::{Behaviour, Upstream};
+use std::process::Command;
+
+fn run_client(program: &str, script: &str, base: &str) -> serde_json::Value {
+    let dir = repo_root().join("tests/clients");
+    let out = Command::new(program)
+        .arg(dir.join(script))
+        .arg(base)
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} printed no JSON ({e})"))
+}
+
+fn check(seen: &serde_json::Value, who: &str) {
+    assert_eq!(seen["models"], serde_json::json!(["fake-model"]), "{who}: {seen}");
+    assert_eq!(seen["stream_text"], "tok0 tok1 tok2 tok3 ", "{who}: {seen}");
+    assert_eq!(seen["stream_finish"], "stop", "{who}");
+    assert_eq!(seen["stream_usage"], 4, "{who}: usage from stream_options.include_usage");
+    assert_eq!(seen["text"], "tok0 tok1 tok2 tok3 ", "{who}");
+    for key in ["stream_sources", "sources"] {
+        let sources = seen[key].as_array().unwrap_or_else(|| panic!("{who}: no {key}: {seen}"));
+        assert_eq!(sources.len(), 5, "{who}");
+        assert_eq!(sources[0]["n"], 1);
+        assert!(sources.iter().any(|s| s["id"] == "en:apt-get"), "{who}: {key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_and_node_sdks_stream_answers_with_sources() {
+    let upstream = Upstream::start(Behaviour::tokens(4, 10, 10)).await;
+    let spindle = Spindle::start(Options::default().llm(&upstream.origin).var("llm_model", "fake-model"));
+    let base = spindle.url("/v1");
+    let py = tokio::task::spawn_blocking({
+        let base = base.clone();
+        move || run_client("python3", "openai_client.py", &base)
+    });
+    let node = tokio::task::spawn_blocking(move || run_client("node", "openai_client.mjs", &base));
+    check(&py.await.unwrap(), "python openai");
+    check(&node.await.unwrap(), "npm openai");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_errors_use_the_openai_shape() {
+    let spindle = Spindle::start(Options::default());
+    for (body, code) in [
+        (r#"{"model":"x","messages":[]}"#, "missing_query"),
+        (r#"{"model":"x","messages":[{"role":"tool","content":"x"}]}"#, "invalid_history"),
+        (r#"{"model":"x"}"#, "invalid_json"),
+    ] {
+        let s = client::post_json(&spindle.url("/v1/chat/completions"), body).await;
+        assert_eq!(s.status, 400, "{body}");
+        let json = s.json().await;
+        assert_eq!(json["error"]["code"], code, "{body}: {json}");
+        assert_eq!(json["error"]["type"], "invalid_request_error");
+    }
+}
