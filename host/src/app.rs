@@ -4,10 +4,11 @@
 use crate::cancel::Registry;
 use crate::compose;
 use crate::manifest::App;
+use crate::observe::Observer;
 use crate::outbound::{AllowList, Outbound, SharedClient};
 use crate::routes::Pattern;
 use crate::runtime::{self, ComponentConfig, ComponentRuntime, Handler, Limits};
-use crate::server::Router;
+use crate::server::{Server, Settings};
 use crate::variables::Resolver;
 use anyhow::Context;
 use std::collections::HashMap;
@@ -15,8 +16,14 @@ use std::path::Path;
 use std::sync::Arc;
 use wasmtime_wasi_http::handler::ProxyHandler;
 
-/// Loads every HTTP component of `app` and returns the router.
-pub fn load(app: &App, cache_dir: Option<&Path>, limits: &Limits) -> anyhow::Result<Router> {
+/// Loads every HTTP component of `app` and returns the server for them.
+pub fn load(
+    app: &App,
+    cache_dir: Option<&Path>,
+    limits: &Limits,
+    settings: Settings,
+    observer: Observer,
+) -> anyhow::Result<Server> {
     let resolver = Resolver::new(&app.manifest, |k| std::env::var(k).ok())?;
     let engine = runtime::engine(cache_dir, limits)?;
     let linker = runtime::linker(&engine)?;
@@ -39,7 +46,12 @@ pub fn load(app: &App, cache_dir: Option<&Path>, limits: &Limits) -> anyhow::Res
             let started = std::time::Instant::now();
             let wasm = compose::compose(app, id)?;
             let config = ComponentConfig {
-                outbound: Outbound { allow: Arc::new(allow), client: client.clone(), cancel: cancel.clone() },
+                outbound: Outbound {
+                    allow: Arc::new(allow),
+                    client: client.clone(),
+                    cancel: cancel.clone(),
+                    metrics: observer.metrics.clone(),
+                },
                 variables,
                 environment: c.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             };
@@ -51,7 +63,7 @@ pub fn load(app: &App, cache_dir: Option<&Path>, limits: &Limits) -> anyhow::Res
             );
             handlers.insert(id.clone(), Arc::new(ProxyHandler::new(runtime)));
         }
-        routes.push((Pattern::parse(&trigger.route), handlers[id].clone()));
+        routes.push((Pattern::parse(&trigger.route), id.clone(), handlers[id].clone()));
     }
-    Ok(Router::new(routes, cancel))
+    Ok(Server::new(routes, cancel, observer, settings))
 }

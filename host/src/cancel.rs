@@ -10,7 +10,7 @@
 //! failure and unwinds.
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Body, Frame};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -37,7 +37,8 @@ impl Registry {
         self.0.lock().unwrap().get(id).map(|(t, _)| t.clone())
     }
 
-    pub fn open(&self) -> usize {
+    #[cfg(test)]
+    fn open(&self) -> usize {
         self.0.lock().unwrap().len()
     }
 }
@@ -58,36 +59,6 @@ impl Drop for Guard {
                 map.remove(&self.id);
             }
         }
-    }
-}
-
-/// A response body that keeps its request's [`Guard`] alive until hyper
-/// drops it: at the end of the stream or when the client disconnects.
-pub struct GuardedBody<B> {
-    inner: B,
-    _guard: Guard,
-}
-
-impl<B> GuardedBody<B> {
-    pub fn new(inner: B, guard: Guard) -> Self {
-        GuardedBody { inner, _guard: guard }
-    }
-}
-
-impl<B: Body + Unpin> Body for GuardedBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -5,7 +5,10 @@ mod app;
 mod builder;
 mod cancel;
 mod compose;
+mod drain;
 mod manifest;
+mod metrics;
+mod observe;
 mod outbound;
 mod routes;
 mod runtime;
@@ -64,6 +67,18 @@ struct UpArgs {
     /// Requests an instance serves at the same time.
     #[arg(long, default_value_t = 16)]
     max_instance_concurrent_reuse_count: usize,
+    /// Origins allowed to call the API from a browser (CORS); `*` for any.
+    #[arg(long = "cors-origin", env = "SPINDLE_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origins: Vec<String>,
+    /// API keys accepted as `Authorization: Bearer <key>`; none: no auth.
+    #[arg(long = "api-key", env = "SPINDLE_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    api_keys: Vec<String>,
+    /// How long open streams may finish after SIGTERM / Ctrl-C, in seconds.
+    #[arg(long, default_value_t = 30)]
+    drain_timeout_secs: u64,
+    /// Where access.jsonl and queries.jsonl are written; `none` disables them.
+    #[arg(long, default_value = ".spindle/logs")]
+    log_dir: String,
 }
 
 impl UpArgs {
@@ -92,8 +107,8 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Build { manifest } => builder::build_all(&manifest::App::load(&manifest)?),
             Command::Check(args) => {
-                let (app, router) = prepare(&args)?;
-                eprintln!("{}: OK, {} route(s)", app.path.display(), router.routes.len());
+                let (app, server) = prepare(&args)?;
+                eprintln!("{}: OK, {} route(s)", app.path.display(), server.routes.len());
                 Ok(())
             }
             Command::Up(args) => up(args).await,
@@ -101,18 +116,35 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-fn prepare(args: &UpArgs) -> anyhow::Result<(manifest::App, server::Router)> {
+fn prepare(args: &UpArgs) -> anyhow::Result<(manifest::App, server::Server)> {
     let app = manifest::App::load(&args.manifest)?;
     if args.build {
         builder::build_all(&app)?;
     }
     let cache = (args.cache_dir != "none").then(|| app.dir.join(&args.cache_dir));
-    let router = app::load(&app, cache.as_deref(), &args.limits())?;
-    Ok((app, router))
+    let logs = (args.log_dir != "none").then(|| app.dir.join(&args.log_dir));
+    let observer = observe::Observer::start(Arc::new(metrics::Metrics::new()), logs)?;
+    let settings = server::Settings {
+        cors_origins: args.cors_origins.clone(),
+        api_keys: args.api_keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
+        drain_timeout: Duration::from_secs(args.drain_timeout_secs),
+    };
+    let server = app::load(&app, cache.as_deref(), &args.limits(), settings, observer)?;
+    Ok((app, server))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let (app, router) = tokio::task::block_in_place(|| prepare(&args))?;
+    let (app, server) = tokio::task::block_in_place(|| prepare(&args))?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -122,10 +154,6 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     for t in &app.manifest.trigger.http {
         println!("  {}: http://{addr}{}", t.component, t.route);
     }
-    let server = tokio::spawn(server::serve(listener, Arc::new(router)));
-    tokio::select! {
-        r = server => r??,
-        _ = tokio::signal::ctrl_c() => eprintln!("Shutting down"),
-    }
-    Ok(())
+    println!("  host: http://{addr}/healthz, http://{addr}/readyz, http://{addr}/metrics");
+    server::serve(listener, Arc::new(server), shutdown_signal()).await
 }

@@ -3,6 +3,7 @@
 //! instance, where wasmtime's default sender opens a connection per request.
 
 use crate::cancel::{CancellableBody, Registry};
+use crate::metrics::Metrics;
 use anyhow::{Context, bail};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
@@ -149,6 +150,7 @@ pub struct Outbound {
     pub allow: Arc<AllowList>,
     pub client: SharedClient,
     pub cancel: Registry,
+    pub metrics: Arc<Metrics>,
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
@@ -163,6 +165,7 @@ impl WasiHttpHooks for Outbound {
     ) -> SendFuture {
         if !self.allow.allows(request.uri()) {
             tracing::warn!(uri = %request.uri(), "outbound request denied: host not in allowed_outbound_hosts");
+            self.metrics.outbound("denied");
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         // The gateway forwards its inbound request id: tie this call to it.
@@ -172,15 +175,21 @@ impl WasiHttpHooks for Outbound {
             .and_then(|v| v.to_str().ok())
             .and_then(|id| self.cancel.token(id));
         let client = self.client.0.clone();
+        let metrics = self.metrics.clone();
         Box::new(async move {
             let send = send(client, request, options);
-            let (res, io) = match &token {
+            let sent = match &token {
                 Some(t) => tokio::select! {
-                    r = send => r?,
-                    _ = t.cancelled() => return Err(HttpError::ConnectionTerminated),
+                    r = send => r,
+                    _ = t.cancelled() => {
+                        metrics.outbound("cancelled");
+                        return Err(HttpError::ConnectionTerminated);
+                    }
                 },
-                None => send.await?,
+                None => send.await,
             };
+            metrics.outbound(if sent.is_ok() { "ok" } else { "error" });
+            let (res, io) = sent?;
             let res = match token {
                 Some(t) => res.map(|body| CancellableBody::new(body, t).boxed_unsync()),
                 None => res,

@@ -30,9 +30,9 @@ impl Pattern {
     }
 }
 
-/// Picks the most specific of `routes` for `path`.
-pub fn best<'a, T>(routes: &'a [(Pattern, T)], path: &str) -> Option<&'a T> {
-    routes.iter().filter_map(|(p, t)| p.score(path).map(|s| (s, t))).max_by_key(|(s, _)| *s).map(|(_, t)| t)
+/// Picks the most specific of `items` for `path`.
+pub fn best_by<'a, T>(items: &'a [T], path: &str, pattern: impl Fn(&T) -> &Pattern) -> Option<&'a T> {
+    items.iter().filter_map(|t| pattern(t).score(path).map(|s| (s, t))).max_by_key(|(s, _)| *s).map(|(_, t)| t)
 }
 
 #[cfg(test)]
@@ -43,11 +43,12 @@ mod tests {
     fn most_specific_route_wins() {
         let routes =
             vec![(Pattern::parse("/..."), "all"), (Pattern::parse("/api/..."), "api"), (Pattern::parse("/api/x"), "x")];
-        assert_eq!(best(&routes, "/"), Some(&"all"));
-        assert_eq!(best(&routes, "/docs"), Some(&"all"));
-        assert_eq!(best(&routes, "/api/chat"), Some(&"api"));
-        assert_eq!(best(&routes, "/api/x"), Some(&"x"));
-        assert_eq!(best(&routes, "/apix"), Some(&"all"));
-        assert_eq!(best(&[(Pattern::parse("/a"), 1)], "/b"), None);
+        let best = |path| best_by(&routes, path, |(p, _)| p).map(|(_, name)| *name);
+        assert_eq!(best("/"), Some("all"));
+        assert_eq!(best("/docs"), Some("all"));
+        assert_eq!(best("/api/chat"), Some("api"));
+        assert_eq!(best("/api/x"), Some("x"));
+        assert_eq!(best("/apix"), Some("all"));
+        assert!(best_by(&[(Pattern::parse("/a"), 1)], "/b", |(p, _)| p).is_none());
     }
 }

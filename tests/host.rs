@@ -1,0 +1,147 @@
+//! What the host adds around every request: health and readiness, metrics,
+//! CORS, API-key auth, access and query logs, graceful shutdown.
+
+mod common;
+
+use common::client;
+use common::spindle::{Options, Spindle};
+use common::upstream::{Behaviour, Upstream};
+use std::time::Duration;
+
+fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> http::Request<client::Body> {
+    let mut b = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(client::Body::default()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_readiness_and_metrics() {
+    let upstream = Upstream::start(Behaviour::tokens(4, 10, 10)).await;
+    let spindle = Spindle::start(Options::default().llm(&upstream.origin));
+    for path in ["/healthz", "/readyz"] {
+        let s = client::get(&spindle.url(path)).await;
+        assert_eq!(s.status, 200, "{path}");
+    }
+    client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await.events().await;
+    client::get(&spindle.url("/api/chat/stream")).await.json().await;
+    // Metrics are recorded off the hot path: allow the writer a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut s = client::get(&spindle.url("/metrics")).await;
+    assert_eq!(s.status, 200);
+    assert!(s.header("content-type").unwrap().starts_with("application/openmetrics-text"));
+    s.events().await;
+    let body = String::from_utf8(s.raw.clone()).unwrap();
+    for needle in [
+        r#"spindle_http_requests_total{component="gateway",status="200"} 1"#,
+        r#"spindle_http_requests_total{component="gateway",status="400"} 1"#,
+        "spindle_open_streams 0",
+        "spindle_completion_tokens_total 4",
+        r#"spindle_step_duration_seconds_count{step="retrieve"} 1"#,
+        "spindle_time_to_first_event_seconds_count 2",
+        r#"spindle_outbound_requests_total{outcome="ok"} 1"#,
+    ] {
+        assert!(body.contains(needle), "missing {needle} in:\n{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_allows_configured_origins_only() {
+    let spindle = Spindle::start(Options {
+        extra_args: vec!["--cors-origin".into(), "https://app.example".into()],
+        ..Default::default()
+    });
+    let preflight = |origin: &'static str| {
+        request(
+            "OPTIONS",
+            &spindle.url("/api/chat/stream"),
+            &[
+                ("origin", origin),
+                ("access-control-request-method", "POST"),
+                ("access-control-request-headers", "content-type"),
+            ],
+        )
+    };
+    let ok = client::send(preflight("https://app.example")).await;
+    assert_eq!(ok.header("access-control-allow-origin"), Some("https://app.example"));
+    assert!(ok.header("access-control-allow-methods").unwrap().contains("POST"));
+    let other = client::send(preflight("https://evil.example")).await;
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    let s =
+        client::send(request("GET", &spindle.url("/api/chat/stream?query=apt"), &[("origin", "https://app.example")]))
+            .await;
+    assert_eq!(s.header("access-control-allow-origin"), Some("https://app.example"));
+    assert!(s.header("access-control-expose-headers").unwrap().contains("x-request-id"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_keys_are_required_when_configured() {
+    let spindle =
+        Spindle::start(Options { extra_args: vec!["--api-key".into(), "k1,k2".into()], ..Default::default() });
+    let url = spindle.url("/api/chat/stream?query=apt");
+    let s = client::send(request("GET", &url, &[])).await;
+    assert_eq!(s.status, 401);
+    assert_eq!(s.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(s.json().await["error"]["code"], "unauthorized");
+    assert_eq!(client::send(request("GET", &url, &[("authorization", "Bearer k3")])).await.status, 401);
+    assert_eq!(client::send(request("GET", &url, &[("authorization", "Bearer k2")])).await.status, 200);
+    assert_eq!(client::send(request("GET", &spindle.url("/metrics"), &[])).await.status, 401);
+    assert_eq!(client::send(request("GET", &spindle.url("/healthz"), &[])).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_and_query_logs_are_json_lines() {
+    let dir = std::env::temp_dir().join(format!("spindle-logs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let spindle = Spindle::start(Options {
+        extra_args: vec!["--log-dir".into(), dir.display().to_string()],
+        ..Default::default()
+    });
+    let mut s = client::send(request(
+        "GET",
+        &spindle.url("/api/chat/stream?query=what+is+debian"),
+        &[("x-request-id", "my-req-1")],
+    ))
+    .await;
+    assert_eq!(s.header("x-request-id"), Some("my-req-1"));
+    let events = s.events().await;
+    assert_eq!(client::data(&events, "meta")["request_id"], "my-req-1");
+    client::post_json(&spindle.url("/api/chat/stream"), r#"{"query":"如何安装软件包"}"#).await.events().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let access = std::fs::read_to_string(dir.join("access.jsonl")).unwrap();
+    let queries = std::fs::read_to_string(dir.join("queries.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = queries.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{queries}");
+    assert_eq!(lines[0]["id"], "my-req-1");
+    assert_eq!(lines[0]["query"], "what is debian");
+    assert_eq!(lines[0]["outcome"], "done");
+    assert!(lines[0]["timings_ms"]["retrieve"].is_number());
+    assert_eq!(lines[1]["query"], "如何安装软件包");
+    let access: Vec<serde_json::Value> = access.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(access.len(), 2);
+    assert_eq!(access[0]["status"], 200);
+    assert_eq!(access[0]["complete"], true);
+    assert!(access[0]["time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_drains_then_ends_streams_with_an_error_event() {
+    let upstream = Upstream::start(Behaviour::tokens(100, 10, 100)).await;
+    let spindle = Spindle::start(Options {
+        extra_args: vec!["--drain-timeout-secs".into(), "1".into()],
+        ..Options::default().llm(&upstream.origin)
+    });
+    let mut s = client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await;
+    let (first, _) = s.next_event().await.unwrap();
+    assert_eq!(first.name.as_deref(), Some("meta"));
+    let started = std::time::Instant::now();
+    spindle.signal("TERM");
+    let events = s.events().await;
+    let took = started.elapsed();
+    let names = client::names(&events);
+    assert_eq!(names.last().map(String::as_str), Some("error"), "{names:?}");
+    assert_eq!(client::data(&events, "error")["code"], "server_shutdown");
+    assert!(names.iter().filter(|n| *n == "text").count() >= 5, "the stream went on during the drain: {names:?}");
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "{took:?}");
+}
