@@ -54,6 +54,7 @@ pub fn load(
                 },
                 variables,
                 environment: c.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                instances: observer.metrics.instances.clone(),
             };
             let runtime = ComponentRuntime::new(id, &engine, &linker, &wasm, config, limits.clone())?;
             eprintln!(

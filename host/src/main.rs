@@ -133,6 +133,17 @@ fn prepare(args: &UpArgs) -> anyhow::Result<(manifest::App, server::Server)> {
     Ok((app, server))
 }
 
+/// Binds with a deep accept backlog: bursts of thousands of SSE clients
+/// would otherwise overflow the default and wait for SYN retries (1 s+).
+fn listen(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = addr.to_socket_addrs()?.next().context("no address")?;
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket.listen(8192)?)
+}
+
 /// Resolves on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
     let mut term =
@@ -145,9 +156,7 @@ async fn shutdown_signal() {
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (app, server) = tokio::task::block_in_place(|| prepare(&args))?;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = listen(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("Serving http://{addr}");
     println!("Available routes:");

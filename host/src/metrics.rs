@@ -33,6 +33,7 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub open_streams: Gauge,
+    pub instances: Gauge,
     pub time_to_first_event: Histogram,
     pub request_duration: Histogram,
     pub step_duration: Family<StepLabels, Histogram>,
@@ -55,6 +56,8 @@ impl Metrics {
         registry.register("http_requests", "HTTP requests by component and status", requests.clone());
         let open_streams = Gauge::default();
         registry.register("open_streams", "Responses still being streamed to clients", open_streams.clone());
+        let instances = Gauge::default();
+        registry.register("instances", "Live component instances (each serves several requests)", instances.clone());
         let time_to_first_event = Histogram::new(latency_buckets());
         registry.register(
             "time_to_first_event_seconds",
@@ -95,6 +98,7 @@ impl Metrics {
             registry,
             requests,
             open_streams,
+            instances,
             time_to_first_event,
             request_duration,
             step_duration,

@@ -127,6 +127,8 @@ pub struct ComponentConfig {
     pub outbound: Outbound,
     pub variables: ComponentVariables,
     pub environment: Vec<(String, String)>,
+    /// Counts live instances (exported as `spindle_instances`).
+    pub instances: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl ComponentRuntime {
@@ -184,6 +186,7 @@ impl HandlerState for ComponentRuntime {
         {
             let mut store = self.new_store();
             let proxy = self.pre.instantiate_async(&mut store).await?;
+            self.config.instances.inc();
             Ok(Instance {
                 store,
                 proxy,
@@ -193,7 +196,7 @@ impl HandlerState for ComponentRuntime {
                     request: self.limits.request_timeout,
                     sleep: Box::pin(tokio::time::sleep(Duration::MAX / 4)),
                 },
-                state: Worker { id: self.id.clone(), limits: self.limits.clone() },
+                state: Worker { id: self.id.clone(), limits: self.limits.clone(), instances: self.config.instances.clone() },
             })
         }
     }
@@ -228,6 +231,7 @@ impl WorkerExpiration for Expiration {
 pub struct Worker {
     id: String,
     limits: Limits,
+    instances: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl WorkerState for Worker {
@@ -258,6 +262,7 @@ impl WorkerState for Worker {
             tracing::warn!(component = %self.id, "instance ended with an error: {e:?}");
         }
         drop(store);
+        self.instances.dec();
     }
 }
 

@@ -6,4 +6,4 @@
 
 pub mod client;
 pub mod spindle;
-pub mod upstream;
+pub use spindle_testkit::upstream;

@@ -62,6 +62,9 @@ impl Behaviour {
     }
 }
 
+/// A prompt containing this gets an HTTP 500 whatever the behaviour.
+pub const FAIL_MARKER: &str = "please-fail-upstream";
+
 /// What the upstream saw.
 #[derive(Default, Debug)]
 pub struct Log {
@@ -99,6 +102,11 @@ type Body = BoxBody<Bytes, Infallible>;
 
 impl Upstream {
     pub async fn start(behaviour: Behaviour) -> Upstream {
+        Self::start_with(behaviour, true).await
+    }
+
+    /// `record: false` keeps no log, for load that would make it grow.
+    pub async fn start_with(behaviour: Behaviour, record: bool) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let origin = format!("http://{}", listener.local_addr().unwrap());
         let log = Arc::new(Mutex::new(Log::default()));
@@ -115,7 +123,7 @@ impl Upstream {
                     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let log = log.clone();
                         let behaviour = behaviour.clone();
-                        async move { Ok::<_, Infallible>(respond(req, behaviour, log).await) }
+                        async move { Ok::<_, Infallible>(respond(req, behaviour, log, record).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -139,10 +147,18 @@ async fn respond(
     req: http::Request<hyper::body::Incoming>,
     behaviour: Behaviour,
     log: Arc<Mutex<Log>>,
+    record: bool,
 ) -> http::Response<Body> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    // A prompt asking for it gets an HTTP 500: lets one server mix failures into load.
+    let behaviour = if body.windows(FAIL_MARKER.len()).any(|w| w == FAIL_MARKER.as_bytes()) {
+        Behaviour::Status(500, "failure requested by the prompt".into())
+    } else {
+        behaviour
+    };
+    let log = if record { log } else { Arc::new(Mutex::new(Log::default())) };
     {
         let mut l = log.lock().unwrap();
         l.requests.push(json.clone());

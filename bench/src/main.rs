@@ -1,0 +1,263 @@
+//! `spindle-bench`: drives C concurrent SSE streams through `spindle` (the
+//! real app of `spin.toml`) and through a minimal native hyper relay doing
+//! the same relay work, against one fake OpenAI upstream (64 tokens, 50 ms
+//! to the first token, 10 ms per token), and reports each figure with its
+//! ratio to the relay measured in the same run. `--soak N` adds a leak soak
+//! of N mixed streams (normal, client leaving mid-stream, failing upstream).
+//!
+//! Usage: `cargo run --release -p spindle-bench -- [--levels 100,1000,10000]`
+
+mod load;
+mod procstat;
+mod relay;
+
+use clap::Parser;
+use load::{Kind, Outcome, percentile};
+use spindle_testkit::upstream::{Behaviour, Upstream};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The upstream's own time to first token.
+const UPSTREAM_FIRST_TOKEN: Duration = Duration::from_millis(50);
+
+#[derive(Parser)]
+struct Args {
+    /// Concurrency levels.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    levels: Vec<usize>,
+    /// Streams per level (default: max(3 x C, 2000)).
+    #[arg(long)]
+    streams: Option<usize>,
+    /// Streams in the leak soak (0: no soak).
+    #[arg(long, default_value_t = 0)]
+    soak: usize,
+    #[arg(long, default_value = "target/release/spindle")]
+    spindle: PathBuf,
+    #[arg(long, default_value = "spin.toml")]
+    manifest: PathBuf,
+    /// Where the Markdown report is written (also printed).
+    #[arg(long, default_value = "target/bench-report.md")]
+    out: PathBuf,
+    /// Internal: serve the native relay for the given upstream.
+    #[arg(long, hide = true)]
+    serve_relay: Option<String>,
+}
+
+/// A server under test, in its own process.
+struct Target {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(mut cmd: Command, path: &str) -> anyhow::Result<Target> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn()?;
+    let out = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    let addr = loop {
+        match lines.next() {
+            Some(Ok(l)) => {
+                if let Some(a) = l.strip_prefix("Serving http://") {
+                    break a.to_string();
+                }
+            }
+            _ => anyhow::bail!("server did not start"),
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Target { child, url: format!("http://{addr}{path}") })
+}
+
+fn start_relay(upstream: &str) -> anyhow::Result<Target> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("--serve-relay").arg(upstream);
+    spawn(cmd, "/relay")
+}
+
+fn start_spindle(args: &Args, upstream: &str) -> anyhow::Result<Target> {
+    let logs = std::env::temp_dir().join(format!("spindle-bench-logs-{}", std::process::id()));
+    let mut cmd = Command::new(&args.spindle);
+    cmd.args(["up", "--listen", "127.0.0.1:0", "--manifest"])
+        .arg(&args.manifest)
+        .arg("--log-dir")
+        .arg(&logs)
+        .env("SPIN_VARIABLE_LLM_URL", format!("{upstream}/v1"))
+        .env("SPIN_VARIABLE_LLM_ORIGIN", upstream)
+        .env("SPIN_VARIABLE_LLM_MODEL", "bench");
+    spawn(cmd, "/api/chat/stream")
+}
+
+struct Measured {
+    outcome: Outcome,
+    cpu_s: f64,
+    peak_rss_mb: f64,
+}
+
+impl Measured {
+    fn streams_per_s(&self) -> f64 {
+        self.outcome.streams as f64 / self.outcome.elapsed.as_secs_f64()
+    }
+    fn cpu_per_1000(&self) -> f64 {
+        self.cpu_s * 1000.0 / self.outcome.streams as f64
+    }
+    fn ttfe(&self, p: f64) -> f64 {
+        let mut v = self.outcome.first_text.clone();
+        v.sort();
+        percentile(&v, p).as_secs_f64() * 1000.0
+    }
+}
+
+async fn measure(target: &Target, concurrency: usize, streams: usize) -> Measured {
+    // Warm up: instances, compiled code, connection pools.
+    load::run(&target.url, concurrency.min(100), 200, |_| Kind::Normal).await;
+    let pid = target.child.id();
+    let before = procstat::sample(pid);
+    let outcome = load::run(&target.url, concurrency, streams, |_| Kind::Normal).await;
+    let after = procstat::sample(pid);
+    Measured { outcome, cpu_s: after.cpu_seconds - before.cpu_seconds, peak_rss_mb: after.peak_rss_mb }
+}
+
+fn row(report: &mut String, name: &str, m: &Measured) {
+    let _ = writeln!(
+        report,
+        "| {name} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {:.0} | {:.2} | {:.2} |",
+        m.streams_per_s(),
+        m.ttfe(0.5),
+        m.ttfe(0.99),
+        m.ttfe(0.5) - UPSTREAM_FIRST_TOKEN.as_secs_f64() * 1000.0,
+        m.ttfe(0.99) - UPSTREAM_FIRST_TOKEN.as_secs_f64() * 1000.0,
+        m.outcome.errors,
+        m.peak_rss_mb,
+        m.cpu_per_1000(),
+        m.outcome.elapsed.as_secs_f64(),
+    );
+}
+
+async fn soak(args: &Args, upstream: &str, total: usize, report: &mut String) -> anyhow::Result<()> {
+    let target = start_spindle(args, upstream)?;
+    let pid = target.child.id();
+    let mix = |n: usize| match n % 10 {
+        0 => Kind::Disconnect,
+        5 => Kind::Failing,
+        _ => Kind::Normal,
+    };
+    let warm = (total / 10).max(1000);
+    load::run(&target.url, 1000, warm, mix).await;
+    let base = procstat::sample(pid);
+    let outcome = load::run(&target.url, 1000, total, mix).await;
+    let end = procstat::sample(pid);
+    // Let idle instances expire, then look again.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let idle = procstat::sample(pid);
+    let metrics = metrics_text(&target.url.replace("/api/chat/stream", "/metrics")).await;
+    let gauge = |name: &str| {
+        metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().last()).unwrap_or("?").to_string()
+    };
+    let _ = writeln!(report, "\n## Soak: {total} mixed streams at C = 1000 (80% normal, 10% client leaves mid-stream, 10% upstream HTTP 500)\n");
+    let _ = writeln!(report, "| RSS after warm-up | RSS at end | RSS idle (+8 s) | change vs warm-up | open streams | instances | client-visible errors | streams/s |");
+    let _ = writeln!(report, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        report,
+        "| {:.0} MB | {:.0} MB | {:.0} MB | {:+.1}% | {} | {} | {} | {:.0} |",
+        base.rss_mb,
+        end.rss_mb,
+        idle.rss_mb,
+        (idle.rss_mb - base.rss_mb) / base.rss_mb * 100.0,
+        gauge("spindle_open_streams"),
+        gauge("spindle_instances"),
+        outcome.errors,
+        outcome.streams as f64 / outcome.elapsed.as_secs_f64(),
+    );
+    let _ = writeln!(report, "\nFailing-upstream streams fall back to an extractive answer (not an error), so errors count real failures.");
+    Ok(())
+}
+
+async fn metrics_text(url: &str) -> String {
+    use http_body_util::BodyExt;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    match client.get(url.parse().unwrap()).await {
+        Ok(res) => String::from_utf8_lossy(&res.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default())
+            .into_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // 10,000 streams need ~3 descriptors each across client, server and upstream.
+    let (_, hard) = rlimit::Resource::NOFILE.get()?;
+    rlimit::Resource::NOFILE.set(hard, hard)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let Some(upstream) = &args.serve_relay {
+        return rt.block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            println!("Serving http://{}", listener.local_addr()?);
+            relay::serve(listener, upstream.clone()).await
+        });
+    }
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let upstream = Upstream::start_with(Behaviour::tokens(64, 50, 10), false).await;
+    let mut report = String::new();
+    let _ = writeln!(report, "# spindle-bench\n");
+    let _ = writeln!(
+        report,
+        "Upstream: fake OpenAI stream, 64 tokens, {} ms to first token, 10 ms per token. `relay` is a native hyper relay (no wasm) doing the same relay; `spindle` runs the whole app of spin.toml (BM25 retrieval, rerank, prompt, then the relay). Ratios are spindle / relay in the same run. Machine: {} cores.\n",
+        UPSTREAM_FIRST_TOKEN.as_millis(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    for &c in &args.levels {
+        let streams = args.streams.unwrap_or((3 * c).max(2000));
+        eprintln!("C = {c}: {streams} streams per target");
+        let relay = {
+            let t = start_relay(&upstream.origin)?;
+            measure(&t, c, streams).await
+        };
+        let spindle = {
+            let t = start_spindle(&args, &upstream.origin)?;
+            measure(&t, c, streams).await
+        };
+        let _ = writeln!(report, "## C = {c}, {streams} streams\n");
+        let _ = writeln!(
+            report,
+            "| target | streams/s | first text p50 / p99 (ms) | overhead over upstream p50 / p99 (ms) | errors | peak RSS (MB) | CPU s / 1000 streams | total (s) |"
+        );
+        let _ = writeln!(report, "|---|---|---|---|---|---|---|---|");
+        row(&mut report, "relay", &relay);
+        row(&mut report, "spindle", &spindle);
+        let _ = writeln!(
+            report,
+            "| **ratio** | {:.2}x | {:.2}x / {:.2}x | {:+.1} / {:+.1} ms | | {:.1}x | {:.2}x | |\n",
+            spindle.streams_per_s() / relay.streams_per_s(),
+            spindle.ttfe(0.5) / relay.ttfe(0.5),
+            spindle.ttfe(0.99) / relay.ttfe(0.99),
+            spindle.ttfe(0.5) - relay.ttfe(0.5),
+            spindle.ttfe(0.99) - relay.ttfe(0.99),
+            spindle.peak_rss_mb / relay.peak_rss_mb,
+            spindle.cpu_per_1000() / relay.cpu_per_1000(),
+        );
+    }
+    if args.soak > 0 {
+        soak(&args, &upstream.origin, args.soak, &mut report).await?;
+    }
+    println!("{report}");
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, &report)?;
+    eprintln!("Report written to {}", args.out.display());
+    Ok(())
+}

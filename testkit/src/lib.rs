@@ -1,0 +1,3 @@
+//! Peers for Spindle's integration tests and benchmark.
+
+pub mod upstream;
