@@ -38,6 +38,9 @@ struct Args {
     spindle: PathBuf,
     #[arg(long, default_value = "spin.toml")]
     manifest: PathBuf,
+    /// Extra arguments for `spindle up` (e.g. "--max-instance-concurrent-reuse-count=64").
+    #[arg(long, allow_hyphen_values = true)]
+    spindle_arg: Vec<String>,
     /// Where the Markdown report is written (also printed).
     #[arg(long, default_value = "target/bench-report.md")]
     out: PathBuf,
@@ -93,7 +96,8 @@ fn start_spindle(args: &Args, upstream: &str) -> anyhow::Result<Target> {
         .arg(&logs)
         .env("SPIN_VARIABLE_LLM_URL", format!("{upstream}/v1"))
         .env("SPIN_VARIABLE_LLM_ORIGIN", upstream)
-        .env("SPIN_VARIABLE_LLM_MODEL", "bench");
+        .env("SPIN_VARIABLE_LLM_MODEL", "bench")
+        .args(&args.spindle_arg);
     spawn(cmd, "/api/chat/stream")
 }
 
@@ -161,10 +165,21 @@ async fn soak(args: &Args, upstream: &str, total: usize, report: &mut String) ->
     let idle = procstat::sample(pid);
     let metrics = metrics_text(&target.url.replace("/api/chat/stream", "/metrics")).await;
     let gauge = |name: &str| {
-        metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().last()).unwrap_or("?").to_string()
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or("?")
+            .to_string()
     };
-    let _ = writeln!(report, "\n## Soak: {total} mixed streams at C = 1000 (80% normal, 10% client leaves mid-stream, 10% upstream HTTP 500)\n");
-    let _ = writeln!(report, "| RSS after warm-up | RSS at end | RSS idle (+8 s) | change vs warm-up | open streams | instances | client-visible errors | streams/s |");
+    let _ = writeln!(
+        report,
+        "\n## Soak: {total} mixed streams at C = 1000 (80% normal, 10% client leaves mid-stream, 10% upstream HTTP 500)\n"
+    );
+    let _ = writeln!(
+        report,
+        "| RSS after warm-up | RSS at end | RSS idle (+8 s) | change vs warm-up | open streams | instances | client-visible errors | streams/s |"
+    );
     let _ = writeln!(report, "|---|---|---|---|---|---|---|---|");
     let _ = writeln!(
         report,
@@ -178,7 +193,10 @@ async fn soak(args: &Args, upstream: &str, total: usize, report: &mut String) ->
         outcome.errors,
         outcome.streams as f64 / outcome.elapsed.as_secs_f64(),
     );
-    let _ = writeln!(report, "\nFailing-upstream streams fall back to an extractive answer (not an error), so errors count real failures.");
+    let _ = writeln!(
+        report,
+        "\nFailing-upstream streams fall back to an extractive answer (not an error), so errors count real failures."
+    );
     Ok(())
 }
 

@@ -89,4 +89,3 @@ async fn relay(
         .body(StreamBody::new(stream).boxed())
         .unwrap()
 }
-

@@ -1,5 +1,6 @@
 //! Builds the BM25 index over the bundled corpus when the component is
-//! built, so requests only deserialise it. `SPINDLE_CORPUS` (a JSON-lines
+//! built, as Rust statics (`Index::to_rust_source`): nothing is parsed at
+//! run time and all instances share the index's copy-on-write pages. `SPINDLE_CORPUS` (a JSON-lines
 //! file or a folder of them) replaces the bundled Debian FAQ.
 
 use guest_common::{bm25::Index, corpus::parse_jsonl};
@@ -20,8 +21,8 @@ fn main() {
     }
     assert!(!docs.is_empty(), "no documents in {}", source.display());
     let index = Index::build(docs);
-    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("index.bin");
-    std::fs::write(&out, index.to_bytes()).unwrap();
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("index.rs");
+    std::fs::write(&out, index.to_rust_source()).unwrap();
 }
 
 /// The corpus files: `path` itself, or the `*.jsonl` files in it except

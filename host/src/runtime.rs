@@ -196,7 +196,11 @@ impl HandlerState for ComponentRuntime {
                     request: self.limits.request_timeout,
                     sleep: Box::pin(tokio::time::sleep(Duration::MAX / 4)),
                 },
-                state: Worker { id: self.id.clone(), limits: self.limits.clone(), instances: self.config.instances.clone() },
+                state: Worker {
+                    id: self.id.clone(),
+                    limits: self.limits.clone(),
+                    instances: self.config.instances.clone(),
+                },
             })
         }
     }

@@ -3,7 +3,6 @@
 
 use crate::corpus::Document;
 use crate::tokenize::tokenize;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
 /// Term-frequency saturation.
@@ -12,7 +11,7 @@ pub const K1: f32 = 1.2;
 pub const B: f32 = 0.75;
 
 /// Inverted index over a set of documents.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub struct Index {
     docs: Vec<Document>,
     doc_len: Vec<u32>,
@@ -50,14 +49,6 @@ impl Index {
         Index { docs, doc_len, avg_len, postings }
     }
 
-    pub fn to_bytes(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).expect("an in-memory index always serialises")
-    }
-
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        postcard::from_bytes(bytes).map_err(|e| format!("corrupt BM25 index: {e}"))
-    }
-
     pub fn len(&self) -> usize {
         self.docs.len()
     }
@@ -70,35 +61,132 @@ impl Index {
         &self.docs[n]
     }
 
-    /// Scores every document that shares a term with `query` and keeps the
-    /// best `k` of those that `keep` accepts, best first.
+    /// Best `k` documents for `query` among those `keep` accepts.
     pub fn search(&self, query: &str, k: usize, keep: impl Fn(&Document) -> bool) -> Vec<Hit> {
-        let mut terms = tokenize(query);
-        terms.sort();
-        terms.dedup();
-        let n = self.docs.len() as f32;
-        let mut scores: HashMap<u32, f32> = HashMap::new();
-        for term in &terms {
-            let Some(list) = self.postings.get(term) else {
-                continue;
-            };
-            let df = list.len() as f32;
-            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-            for &(d, tf) in list {
-                let tf = tf as f32;
-                let len_norm = 1.0 - B + B * self.doc_len[d as usize] as f32 / self.avg_len.max(1.0);
-                *scores.entry(d).or_default() += idf * tf * (K1 + 1.0) / (tf + K1 * len_norm);
-            }
-        }
-        let mut hits: Vec<Hit> = scores
-            .into_iter()
-            .filter(|(d, _)| keep(&self.docs[*d as usize]))
-            .map(|(d, score)| Hit { doc: d as usize, score })
-            .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
-        hits.truncate(k);
-        hits
+        search(self, query, k, |d| keep(&self.docs[d]))
     }
+
+    /// Rust source of a [`StaticIndex`] named `INDEX` with this content.
+    /// Compiled into a component, the index lives in the module's data
+    /// segment: no parsing at start-up, and every instance shares the same
+    /// copy-on-write pages instead of holding its own heap copy.
+    pub fn to_rust_source(&self) -> String {
+        use std::fmt::Write;
+        let opt = |o: &Option<String>| match o {
+            Some(s) => format!("Some({s:?})"),
+            None => "None".to_string(),
+        };
+        let mut out = String::from("pub static INDEX: StaticIndex = StaticIndex {\n    docs: &[\n");
+        for d in &self.docs {
+            let meta: Vec<String> = d.metadata.iter().map(|(k, v)| format!("({k:?}, {v:?})")).collect();
+            let _ = writeln!(
+                out,
+                "        StaticDoc {{ id: {:?}, title: {}, text: {:?}, url: {}, metadata: &[{}] }},",
+                d.id,
+                opt(&d.title),
+                d.text,
+                opt(&d.url),
+                meta.join(", ")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "    ],\n    doc_len: &{:?},\n    avg_len: {:?}_f32,\n    terms: &[",
+            self.doc_len, self.avg_len
+        );
+        for (term, list) in &self.postings {
+            let _ = writeln!(out, "        ({term:?}, &{list:?}),");
+        }
+        out.push_str("    ],\n};\n");
+        out
+    }
+}
+
+/// Read access to an index, whether built in memory or compiled in.
+pub trait IndexData {
+    fn doc_count(&self) -> usize;
+    fn doc_len(&self, doc: u32) -> u32;
+    fn avg_len(&self) -> f32;
+    fn postings(&self, term: &str) -> Option<&[(u32, u32)]>;
+}
+
+impl IndexData for Index {
+    fn doc_count(&self) -> usize {
+        self.docs.len()
+    }
+    fn doc_len(&self, doc: u32) -> u32 {
+        self.doc_len[doc as usize]
+    }
+    fn avg_len(&self) -> f32 {
+        self.avg_len
+    }
+    fn postings(&self, term: &str) -> Option<&[(u32, u32)]> {
+        self.postings.get(term).map(Vec::as_slice)
+    }
+}
+
+/// A document of a [`StaticIndex`].
+#[derive(Debug)]
+pub struct StaticDoc {
+    pub id: &'static str,
+    pub title: Option<&'static str>,
+    pub text: &'static str,
+    pub url: Option<&'static str>,
+    pub metadata: &'static [(&'static str, &'static str)],
+}
+
+/// An index compiled into the program (see [`Index::to_rust_source`]).
+#[derive(Debug)]
+pub struct StaticIndex {
+    pub docs: &'static [StaticDoc],
+    pub doc_len: &'static [u32],
+    pub avg_len: f32,
+    /// Sorted by term.
+    pub terms: &'static [(&'static str, &'static [(u32, u32)])],
+}
+
+impl IndexData for StaticIndex {
+    fn doc_count(&self) -> usize {
+        self.docs.len()
+    }
+    fn doc_len(&self, doc: u32) -> u32 {
+        self.doc_len[doc as usize]
+    }
+    fn avg_len(&self) -> f32 {
+        self.avg_len
+    }
+    fn postings(&self, term: &str) -> Option<&[(u32, u32)]> {
+        self.terms.binary_search_by(|(t, _)| (*t).cmp(term)).ok().map(|i| self.terms[i].1)
+    }
+}
+
+/// Scores every document sharing a term with `query` and keeps the best
+/// `k` of those `keep` accepts (by document number), best first.
+pub fn search(index: &impl IndexData, query: &str, k: usize, keep: impl Fn(usize) -> bool) -> Vec<Hit> {
+    let mut terms = tokenize(query);
+    terms.sort();
+    terms.dedup();
+    let n = index.doc_count() as f32;
+    let avg = index.avg_len().max(1.0);
+    let mut scores: HashMap<u32, f32> = HashMap::new();
+    for term in &terms {
+        let Some(list) = index.postings(term) else { continue };
+        let df = list.len() as f32;
+        let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+        for &(d, tf) in list {
+            let tf = tf as f32;
+            let len_norm = 1.0 - B + B * index.doc_len(d) as f32 / avg;
+            *scores.entry(d).or_default() += idf * tf * (K1 + 1.0) / (tf + K1 * len_norm);
+        }
+    }
+    let mut hits: Vec<Hit> = scores
+        .into_iter()
+        .filter(|(d, _)| keep(*d as usize))
+        .map(|(d, score)| Hit { doc: d as usize, score })
+        .collect();
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
+    hits.truncate(k);
+    hits
 }
 
 #[cfg(test)]
@@ -116,12 +204,44 @@ mod tests {
             doc("b", "the kernel boots the machine"),
             doc("c", "使用 apt 安装软件包"),
         ]);
-        let index = Index::from_bytes(&index.to_bytes()).unwrap();
         let hits = index.search("how to install packages", 10, |_| true);
         assert_eq!(index.doc(hits[0].doc).id, "a");
         assert_eq!(hits.len(), 1);
         let hits = index.search("怎么安装软件", 10, |_| true);
         assert_eq!(index.doc(hits[0].doc).id, "c");
         assert!(index.search("kernel", 10, |d| d.id != "b").is_empty());
+    }
+
+    #[test]
+    fn static_index_answers_like_the_built_one() {
+        let built = Index::build(vec![
+            doc("a", "apt installs packages"),
+            doc("b", "软件包管理"),
+            doc("c", "packages and more packages"),
+        ]);
+        let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+        let docs: Vec<StaticDoc> = (0..built.len())
+            .map(|i| StaticDoc {
+                id: leak(&built.doc(i).id),
+                title: None,
+                text: leak(&built.doc(i).text),
+                url: None,
+                metadata: &[],
+            })
+            .collect();
+        let terms: Vec<(&'static str, &'static [(u32, u32)])> =
+            built.postings.iter().map(|(t, l)| (leak(t), &*Box::leak(l.clone().into_boxed_slice()))).collect();
+        let fixed = StaticIndex {
+            docs: Box::leak(docs.into_boxed_slice()),
+            doc_len: Box::leak(built.doc_len.clone().into_boxed_slice()),
+            avg_len: built.avg_len,
+            terms: Box::leak(terms.into_boxed_slice()),
+        };
+        for q in ["packages", "软件包", "apt packages", "nothing"] {
+            assert_eq!(search(&fixed, q, 10, |_| true), built.search(q, 10, |_| true), "{q}");
+        }
+        let src = built.to_rust_source();
+        assert!(src.starts_with("pub static INDEX: StaticIndex"));
+        assert!(src.contains(r#"("packag", &[(0, 1), (2, 2)])"#), "{src}");
     }
 }

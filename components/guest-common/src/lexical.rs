@@ -1,44 +1,81 @@
-//! Lexical reranking: BM25 over the candidate set itself (so IDF reflects
-//! what was retrieved, whatever retriever produced it) blended with how many
+//! Lexical reranking: the retriever's own score (it saw the whole corpus)
+//! blended with BM25 over the candidate set itself (so IDF reflects what
+//! was retrieved, whatever retriever produced it) and with how many
 //! distinct query terms each passage covers.
+//!
+//! Each passage is tokenised once and only its first [`MAX_CHARS`]
+//! characters are read, as a cross-encoder reads only its first 512 tokens:
+//! reranking cost stays bounded however long the passages are.
 
-use crate::bm25::Index;
-use crate::corpus::Document;
+use crate::bm25::{B, K1};
 use crate::tokenize::tokenize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-/// Weight of normalised BM25 in the blend; the rest is query-term coverage.
-const BM25_WEIGHT: f32 = 0.7;
+/// Weights of the normalised retriever score and candidate BM25 in the
+/// blend; the rest is query-term coverage.
+const PRIOR_WEIGHT: f32 = 0.4;
+const BM25_WEIGHT: f32 = 0.4;
+/// Characters of each passage taken into account.
+pub const MAX_CHARS: usize = 2_000;
+
+fn head(text: &str) -> &str {
+    match text.char_indices().nth(MAX_CHARS) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
 
 /// Returns `(index into texts, score)` for every text, best first.
-pub fn rerank(query: &str, texts: &[&str]) -> Vec<(usize, f32)> {
-    let index = Index::build(
-        texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Document {
-                id: i.to_string(),
-                title: None,
-                text: t.to_string(),
-                url: None,
-                metadata: Default::default(),
-            })
-            .collect(),
-    );
-    let mut bm25 = vec![0.0f32; texts.len()];
-    for hit in index.search(query, texts.len(), |_| true) {
-        bm25[hit.doc] = hit.score;
-    }
-    let max = bm25.iter().cloned().fold(0.0f32, f32::max);
+/// `prior` holds the retriever's scores, in the same order as `texts`.
+pub fn rerank(query: &str, texts: &[&str], prior: &[f32]) -> Vec<(usize, f32)> {
     let q: HashSet<String> = tokenize(query).into_iter().collect();
-    let mut scored: Vec<(usize, f32)> = texts
+    // Term frequencies of the query terms only, per passage, and lengths.
+    let mut tfs: Vec<HashMap<&str, u32>> = Vec::with_capacity(texts.len());
+    let mut lens: Vec<usize> = Vec::with_capacity(texts.len());
+    let mut df: HashMap<&str, u32> = HashMap::new();
+    for text in texts {
+        let tokens = tokenize(head(text));
+        lens.push(tokens.len());
+        let mut tf: HashMap<&str, u32> = HashMap::new();
+        for t in &tokens {
+            if let Some(qt) = q.get(t) {
+                *tf.entry(qt.as_str()).or_default() += 1;
+            }
+        }
+        for t in tf.keys() {
+            *df.entry(t).or_default() += 1;
+        }
+        tfs.push(tf);
+    }
+    let n = texts.len() as f32;
+    let avg = (lens.iter().sum::<usize>() as f32 / n.max(1.0)).max(1.0);
+    let bm25: Vec<f32> = tfs
+        .iter()
+        .zip(&lens)
+        .map(|(tf, &len)| {
+            tf.iter()
+                .map(|(t, &f)| {
+                    let df = df[t] as f32;
+                    let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+                    let f = f as f32;
+                    idf * f * (K1 + 1.0) / (f + K1 * (1.0 - B + B * len as f32 / avg))
+                })
+                .sum()
+        })
+        .collect();
+    let max = bm25.iter().cloned().fold(0.0f32, f32::max);
+    let max_prior = prior.iter().cloned().fold(0.0f32, f32::max);
+    let mut scored: Vec<(usize, f32)> = tfs
         .iter()
         .enumerate()
-        .map(|(i, t)| {
-            let terms: HashSet<String> = tokenize(t).into_iter().collect();
-            let coverage = if q.is_empty() { 0.0 } else { q.intersection(&terms).count() as f32 / q.len() as f32 };
+        .map(|(i, tf)| {
+            let coverage = if q.is_empty() { 0.0 } else { tf.len() as f32 / q.len() as f32 };
             let norm = if max > 0.0 { bm25[i] / max } else { 0.0 };
-            (i, BM25_WEIGHT * norm + (1.0 - BM25_WEIGHT) * coverage)
+            let prior = match prior.get(i) {
+                Some(&p) if max_prior > 0.0 => p.max(0.0) / max_prior,
+                _ => 0.0,
+            };
+            (i, PRIOR_WEIGHT * prior + BM25_WEIGHT * norm + (1.0 - PRIOR_WEIGHT - BM25_WEIGHT) * coverage)
         })
         .collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -49,7 +86,11 @@ pub fn rerank(query: &str, texts: &[&str]) -> Vec<(usize, f32)> {
 mod tests {
     #[test]
     fn passage_covering_the_query_wins() {
-        let r = super::rerank("install package apt", &["the kernel", "apt can install a package", "a package"]);
+        let r = super::rerank(
+            "install package apt",
+            &["the kernel", "apt can install a package", "a package"],
+            &[1.0, 1.0, 1.0],
+        );
         assert_eq!(r[0].0, 1);
         assert_eq!(r.len(), 3);
     }

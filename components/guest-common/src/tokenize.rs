@@ -57,9 +57,28 @@ pub fn tokenize(text: &str) -> Vec<String> {
     out
 }
 
+/// Most distinct words whose stems are remembered.
+const STEM_CACHE_LIMIT: usize = 20_000;
+
+thread_local! {
+    /// Stemming dominates tokenisation and corpus vocabularies are small:
+    /// remember each word's stem.
+    static STEMS: std::cell::RefCell<std::collections::HashMap<String, String>> = Default::default();
+}
+
 fn flush_word(word: &mut String, out: &mut Vec<String>) {
     if !word.is_empty() && !STOP_WORDS.contains(&word.as_str()) {
-        out.push(stemmer().stem(word).into_owned());
+        let stem = STEMS.with_borrow_mut(|cache| {
+            if let Some(s) = cache.get(word.as_str()) {
+                return s.clone();
+            }
+            let s = stemmer().stem(word).into_owned();
+            if cache.len() < STEM_CACHE_LIMIT {
+                cache.insert(word.clone(), s.clone());
+            }
+            s
+        });
+        out.push(stem);
     }
     word.clear();
 }

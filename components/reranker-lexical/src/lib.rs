@@ -1,5 +1,6 @@
-//! `reranker-lexical`: the embedded default reranker (BM25 over the
-//! candidates blended with query-term coverage; see `guest_common::lexical`).
+//! `reranker-lexical`: the embedded default reranker (the retriever's score,
+//! BM25 over the candidates and query-term coverage, blended; see
+//! `guest_common::lexical`).
 
 mod bindings {
     wit_bindgen::generate!({
@@ -18,7 +19,8 @@ impl Guest for Lexical {
     async fn rerank(query: String, passages: Vec<Passage>, top_n: u32) -> Result<Vec<Passage>, StepError> {
         let order = {
             let texts: Vec<&str> = passages.iter().map(|p| p.text.as_str()).collect();
-            guest_common::lexical::rerank(&query, &texts)
+            let prior: Vec<f32> = passages.iter().map(|p| p.score).collect();
+            guest_common::lexical::rerank(&query, &texts, &prior)
         };
         let mut slots: Vec<Option<Passage>> = passages.into_iter().map(Some).collect();
         Ok(order

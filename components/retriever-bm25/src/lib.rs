@@ -1,8 +1,9 @@
 //! `retriever-bm25`: the embedded default retriever. A BM25 inverted index
 //! over the bundled corpus, built at component build time (see `build.rs`).
 
-use guest_common::bm25::Index;
-use std::sync::OnceLock;
+use guest_common::bm25::{StaticDoc, StaticIndex, search};
+
+include!(concat!(env!("OUT_DIR"), "/index.rs"));
 
 mod bindings {
     wit_bindgen::generate!({
@@ -18,13 +19,6 @@ use bindings::spindle::types::types::{Passage, Query, StepError};
 /// Largest `top-k` served; the gateway enforces its own, smaller limit.
 const MAX_TOP_K: u32 = 100;
 
-static INDEX_BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/index.bin"));
-
-fn index() -> Result<&'static Index, StepError> {
-    static INDEX: OnceLock<Result<Index, String>> = OnceLock::new();
-    INDEX.get_or_init(|| Index::from_bytes(INDEX_BYTES)).as_ref().map_err(|e| StepError::Internal(e.clone()))
-}
-
 struct Bm25;
 
 impl Guest for Bm25 {
@@ -35,20 +29,20 @@ impl Guest for Bm25 {
         if q.top_k == 0 || q.top_k > MAX_TOP_K {
             return Err(StepError::InvalidInput(format!("top-k must be 1..={MAX_TOP_K}, got {}", q.top_k)));
         }
-        let index = index()?;
-        let hits = index
-            .search(&q.text, q.top_k as usize, |doc| q.filters.iter().all(|(k, v)| doc.metadata.get(k) == Some(v)));
+        let matches =
+            |doc: &StaticDoc| q.filters.iter().all(|(k, v)| doc.metadata.iter().any(|(mk, mv)| mk == k && mv == v));
+        let hits = search(&INDEX, &q.text, q.top_k as usize, |d| matches(&INDEX.docs[d]));
         Ok(hits
             .into_iter()
             .map(|hit| {
-                let doc = index.doc(hit.doc);
+                let doc = &INDEX.docs[hit.doc];
                 Passage {
-                    id: doc.id.clone(),
-                    text: doc.text.clone(),
-                    title: doc.title.clone(),
-                    url: doc.url.clone(),
+                    id: doc.id.to_string(),
+                    text: doc.text.to_string(),
+                    title: doc.title.map(str::to_string),
+                    url: doc.url.map(str::to_string),
                     score: hit.score,
-                    metadata: doc.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    metadata: doc.metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                 }
             })
             .collect())
