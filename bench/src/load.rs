@@ -25,6 +25,8 @@ pub enum Kind {
 pub struct Outcome {
     pub first_text: Vec<Duration>,
     pub errors: usize,
+    /// The first error seen, for the report.
+    pub first_error: Option<String>,
     pub streams: usize,
     pub elapsed: Duration,
 }
@@ -55,7 +57,10 @@ pub async fn run(url: &str, concurrency: usize, total: usize, mix: fn(usize) -> 
                 match one(&client, &format!("{url}?query={q}"), kind).await {
                     Ok(Some(t)) => out.first_text.push(t),
                     Ok(None) => {}
-                    Err(_) => out.errors += 1,
+                    Err(e) => {
+                        out.errors += 1;
+                        out.first_error.get_or_insert(e);
+                    }
                 }
                 out.streams += 1;
             }
@@ -66,6 +71,9 @@ pub async fn run(url: &str, concurrency: usize, total: usize, mix: fn(usize) -> 
         let o = t.await.expect("client task");
         all.first_text.extend(o.first_text);
         all.errors += o.errors;
+        if all.first_error.is_none() {
+            all.first_error = o.first_error;
+        }
         all.streams += o.streams;
     }
     all.elapsed = start.elapsed();

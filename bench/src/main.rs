@@ -134,13 +134,14 @@ async fn measure(target: &Target, concurrency: usize, streams: usize) -> Measure
 fn row(report: &mut String, name: &str, m: &Measured) {
     let _ = writeln!(
         report,
-        "| {name} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {:.0} | {:.2} | {:.2} |",
+        "| {name} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {}{} | {:.0} | {:.2} | {:.2} |",
         m.streams_per_s(),
         m.ttfe(0.5),
         m.ttfe(0.99),
         m.ttfe(0.5) - UPSTREAM_FIRST_TOKEN.as_secs_f64() * 1000.0,
         m.ttfe(0.99) - UPSTREAM_FIRST_TOKEN.as_secs_f64() * 1000.0,
         m.outcome.errors,
+        m.outcome.first_error.as_ref().map(|e| format!(" (first: {e})")).unwrap_or_default(),
         m.peak_rss_mb,
         m.cpu_per_1000(),
         m.outcome.elapsed.as_secs_f64(),
@@ -213,9 +214,15 @@ async fn metrics_text(url: &str) -> String {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    // 10,000 streams need ~3 descriptors each across client, server and upstream.
+    // 10,000 streams need two descriptors each in every process (this one
+    // holds the clients and the upstream): raise the limit as far as allowed
+    // (root may go past the hard limit); children inherit it.
     let (_, hard) = rlimit::Resource::NOFILE.get()?;
-    rlimit::Resource::NOFILE.set(hard, hard)?;
+    let want = hard.max(262_144);
+    if rlimit::Resource::NOFILE.set(want, want).is_err() {
+        rlimit::Resource::NOFILE.set(hard, hard)?;
+    }
+    eprintln!("open-file limit: {}", rlimit::Resource::NOFILE.get()?.0);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if let Some(upstream) = &args.serve_relay {
         return rt.block_on(async {

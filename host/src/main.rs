@@ -61,6 +61,10 @@ struct UpArgs {
     /// Deadline for one whole request, stream included, in seconds.
     #[arg(long, default_value_t = 600)]
     request_timeout_secs: u64,
+    /// Longest time an instance may run wasm without pausing, in ms; a
+    /// runaway loop is stopped after it.
+    #[arg(long, default_value_t = 30_000)]
+    cpu_limit_ms: u64,
     /// Requests an instance serves before it is replaced.
     #[arg(long, default_value_t = 128)]
     max_instance_reuse_count: usize,
@@ -89,6 +93,7 @@ impl UpArgs {
             instance_reuse: self.max_instance_reuse_count.max(1),
             instance_concurrency: self.max_instance_concurrent_reuse_count.max(1),
             max_instances: 1000,
+            cpu_limit: Duration::from_millis(self.cpu_limit_ms),
         }
     }
 }

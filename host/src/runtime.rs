@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreContextMut, StoreLimits,
-    StoreLimitsBuilder,
+    StoreLimitsBuilder, UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::handler::{
@@ -40,6 +40,9 @@ pub struct Limits {
     pub instance_concurrency: usize,
     /// Instances the pooling allocator keeps room for.
     pub max_instances: u32,
+    /// Longest stretch an instance may run wasm without pausing; past it
+    /// the instance is stopped (a runaway loop).
+    pub cpu_limit: Duration,
 }
 
 /// Builds the engine shared by every component.
@@ -88,6 +91,14 @@ pub struct StoreData {
     hooks: Outbound,
     variables: ComponentVariables,
     limits: StoreLimits,
+    busy: Busy,
+}
+
+/// When the instance's current stretch of running wasm began, as seen by
+/// epoch ticks: ticks that follow each other closely are one stretch.
+struct Busy {
+    last_tick: Instant,
+    since: Instant,
 }
 
 impl WasiView for StoreData {
@@ -166,12 +177,27 @@ impl ComponentRuntime {
             hooks: self.config.outbound.clone(),
             variables: self.config.variables.clone(),
             limits: StoreLimitsBuilder::new().memory_size(self.limits.max_memory).trap_on_grow_failure(true).build(),
+            busy: Busy { last_tick: Instant::now(), since: Instant::now() },
         };
         let mut store = Store::new(&self.engine, data);
         store.limiter(|d| &mut d.limits);
-        // Yield to other requests at every epoch tick instead of trapping:
-        // the request deadline below is what ends a runaway request.
-        store.epoch_deadline_async_yield_and_update(1);
+        // At every epoch tick running wasm yields to other work, so a
+        // CPU-heavy step does not hold a thread; a stretch of running longer
+        // than the CPU limit is a runaway and traps the instance.
+        let cpu_limit = self.limits.cpu_limit;
+        store.epoch_deadline_callback(move |mut ctx| {
+            let now = Instant::now();
+            let busy = &mut ctx.data_mut().busy;
+            if now.duration_since(busy.last_tick) > EPOCH_TICK * 5 {
+                busy.since = now;
+            }
+            busy.last_tick = now;
+            if now.duration_since(busy.since) > cpu_limit {
+                tracing::warn!("an instance ran wasm for over {cpu_limit:?} without pausing: stopping it");
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
         store.set_epoch_deadline(1);
         store
     }

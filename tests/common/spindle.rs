@@ -28,6 +28,30 @@ pub fn ensure_components_built() {
     });
 }
 
+/// Writes a manifest derived from `spin.toml` with each `(from, to)`
+/// replacement applied and paths made absolute, and builds its components.
+/// Tests swap a step this way, as a user would, without a second copy.
+pub fn derived_manifest(name: &str, replacements: &[(&str, &str)]) -> PathBuf {
+    let root = repo_root();
+    let mut text = std::fs::read_to_string(root.join("spin.toml")).unwrap();
+    for (from, to) in replacements {
+        assert!(text.contains(from), "spin.toml no longer contains {from:?}");
+        text = text.replace(from, to);
+    }
+    let text = text.replace("source = \"target/", &format!("source = \"{}/target/", root.display())).replace(
+        "[component.gateway.build]\n",
+        &format!("[component.gateway.build]\nworkdir = \"{}\"\n", root.display()),
+    );
+    let dir = std::env::temp_dir().join(format!("spindle-manifest-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, text).unwrap();
+    let status =
+        Command::new(spindle_bin()).args(["build", "--manifest"]).arg(&path).status().expect("run spindle build");
+    assert!(status.success(), "building the components of {name} failed");
+    path
+}
+
 /// A running `spindle up`; killed when dropped.
 pub struct Spindle {
     child: Child,

@@ -14,7 +14,19 @@ mod openai_route;
 mod pipeline;
 mod sse_route;
 
-use spin_sdk::http::{IntoResponse, Method, Request};
+use spin_sdk::http::{BoxBody, IntoResponse, Method, Request, Response, box_body};
+
+/// The chat page: one self-contained file, no external assets.
+const PAGE: &str = include_str!("page.html");
+
+fn page() -> Response<BoxBody> {
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/html; charset=utf-8")
+        .header("cache-control", "no-cache")
+        .body(box_body(PAGE.to_string()))
+        .expect("static headers are valid")
+}
 
 #[spin_sdk::http_service]
 async fn handle(req: Request) -> impl IntoResponse {
@@ -23,6 +35,7 @@ async fn handle(req: Request) -> impl IntoResponse {
         (Method::GET, "/api/chat/stream") | (Method::POST, "/api/chat/stream") => sse_route::handle(req).await,
         (Method::POST, "/v1/chat/completions") => openai_route::completions(req).await,
         (Method::GET, "/v1/models") => openai_route::models().await,
+        (Method::GET, "/") => page(),
         (Method::GET, "/healthz") => api::json(200, &serde_json::json!({"status": "ok"})),
         (_, "/api/chat/stream") => api::error(405, "method_not_allowed", "use GET or POST on /api/chat/stream"),
         _ => api::error(404, "not_found", &format!("no route for {path}")),

@@ -1,0 +1,50 @@
+//! The chat page in a real browser: headless Chromium driven by
+//! playwright-core. The screenshot is kept in `test-output/chat-page.png`.
+
+mod common;
+
+use common::spindle::{Options, Spindle, repo_root};
+use common::upstream::{Behaviour, Upstream};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_page_streams_shows_sources_and_stops() {
+    let upstream = Upstream::start(Behaviour::tokens(30, 50, 60)).await;
+    let spindle = Spindle::start(Options::default().llm(&upstream.origin));
+    let out = repo_root().join("test-output");
+    std::fs::create_dir_all(&out).unwrap();
+    let base = spindle.base.clone();
+    let dir = repo_root().join("tests/clients");
+    let output = tokio::task::spawn_blocking({
+        let out = out.clone();
+        move || {
+            std::process::Command::new("node")
+                .arg(dir.join("chat_page.mjs"))
+                .arg(&base)
+                .arg(&out)
+                .current_dir(&dir)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(seen["growth"].as_u64().unwrap() >= 4, "the answer should grow in steps as tokens arrive: {seen}");
+    assert_eq!(seen["answer"], (0..30).map(|i| format!("tok{i} ")).collect::<String>());
+    let sources = seen["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 5, "{seen}");
+    assert!(sources[0]["href"].as_str().unwrap().starts_with("https://www.debian.org/doc/manuals/debian-faq/"));
+    assert_eq!(seen["grewAfterStop"], false, "the answer kept growing after Stop: {seen}");
+    assert_eq!(seen["sendEnabled"], true);
+    assert!(seen["error"].as_str().unwrap().contains("query_too_long"), "{seen}");
+    assert!(out.join("chat-page.png").exists());
+    // Stop closed the stream: the model was told to stop too.
+    let log = upstream.log.lock().unwrap();
+    assert!(log.disconnected.is_some(), "stopping in the page must drop the upstream request");
+}
