@@ -5,7 +5,11 @@
 //! ratio to the relay measured in the same run. `--soak N` adds a leak soak
 //! of N mixed streams (normal, client leaving mid-stream, failing upstream).
 //!
-//! Usage: `cargo run --release -p spindle-bench -- [--levels 100,1000,10000]`
+//! Every process here (load, upstream, relay, spindle) may hold only as many
+//! sockets as the open-file limit allows; a relay holds two per stream, so
+//! on a machine with a 20,000 limit the largest level is 9,000.
+//!
+//! Usage: `cargo run --release -p spindle-bench -- [--levels 100,1000,9000]`
 
 mod load;
 mod procstat;
@@ -26,7 +30,7 @@ const UPSTREAM_FIRST_TOKEN: Duration = Duration::from_millis(50);
 #[derive(Parser)]
 struct Args {
     /// Concurrency levels.
-    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,9000")]
     levels: Vec<usize>,
     /// Streams per level (default: max(3 x C, 2000)).
     #[arg(long)]
@@ -47,6 +51,15 @@ struct Args {
     /// Internal: serve the native relay for the given upstream.
     #[arg(long, hide = true)]
     serve_relay: Option<String>,
+    /// Internal: serve the fake upstream.
+    #[arg(long, hide = true)]
+    serve_upstream: bool,
+}
+
+/// The fake upstream's address, and its process.
+struct Origin {
+    origin: String,
+    _process: Target,
 }
 
 /// A server under test, in its own process.
@@ -97,6 +110,8 @@ fn start_spindle(args: &Args, upstream: &str) -> anyhow::Result<Target> {
         .env("SPIN_VARIABLE_LLM_URL", format!("{upstream}/v1"))
         .env("SPIN_VARIABLE_LLM_ORIGIN", upstream)
         .env("SPIN_VARIABLE_LLM_MODEL", "bench")
+        // Every stream asks the same question: measure the relay, not the cache.
+        .env("SPIN_VARIABLE_CACHE_TTL_SECS", "0")
         .args(&args.spindle_arg);
     spawn(cmd, "/api/chat/stream")
 }
@@ -224,6 +239,14 @@ fn main() -> anyhow::Result<()> {
     }
     eprintln!("open-file limit: {}", rlimit::Resource::NOFILE.get()?.0);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if args.serve_upstream {
+        return rt.block_on(async {
+            let upstream = Upstream::start_with(Behaviour::tokens(64, 50, 10), false).await;
+            println!("Serving {}", upstream.origin);
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+    }
     if let Some(upstream) = &args.serve_relay {
         return rt.block_on(async {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -235,7 +258,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let upstream = Upstream::start_with(Behaviour::tokens(64, 50, 10), false).await;
+    // The upstream runs in a process of its own: every process here may hold
+    // only as many sockets as the open-file limit allows.
+    let upstream = {
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.arg("--serve-upstream");
+        spawn(cmd, "")?
+    };
+    let upstream = Origin { origin: upstream.url.clone(), _process: upstream };
     let mut report = String::new();
     let _ = writeln!(report, "# spindle-bench\n");
     let _ = writeln!(

@@ -3,6 +3,7 @@
 
 use crate::cancel::Registry;
 use crate::compose;
+use crate::kv::{KvContext, Stores};
 use crate::manifest::App;
 use crate::observe::Observer;
 use crate::outbound::{AllowList, Outbound, SharedClient};
@@ -23,6 +24,7 @@ pub fn load(
     limits: &Limits,
     settings: Settings,
     observer: Observer,
+    stores: Stores,
 ) -> anyhow::Result<Server> {
     let resolver = Resolver::new(&app.manifest, |k| std::env::var(k).ok())?;
     let engine = runtime::engine(cache_dir, limits)?;
@@ -55,6 +57,7 @@ pub fn load(
                 variables,
                 environment: c.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 instances: observer.metrics.instances.clone(),
+                kv: KvContext::new(stores.clone(), c.key_value_stores.clone()),
             };
             let runtime = ComponentRuntime::new(id, &engine, &linker, &wasm, config, limits.clone())?;
             eprintln!(

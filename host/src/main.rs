@@ -6,6 +6,7 @@ mod builder;
 mod cancel;
 mod compose;
 mod drain;
+mod kv;
 mod manifest;
 mod metrics;
 mod observe;
@@ -13,6 +14,7 @@ mod outbound;
 mod routes;
 mod runtime;
 mod server;
+mod spin_api;
 mod variables;
 
 use anyhow::Context;
@@ -52,6 +54,10 @@ struct UpArgs {
     /// Run each component's build command first.
     #[arg(long)]
     build: bool,
+    /// Spin runtime config file; its `[key_value_store.default]` may point
+    /// the default store at Redis (`type = "redis"`, `url = "redis://..."`).
+    #[arg(long)]
+    runtime_config_file: Option<PathBuf>,
     /// Where compiled components are cached; `none` disables the cache.
     #[arg(long, default_value = ".spindle/cache")]
     cache_dir: String,
@@ -134,7 +140,8 @@ fn prepare(args: &UpArgs) -> anyhow::Result<(manifest::App, server::Server)> {
         api_keys: args.api_keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
         drain_timeout: Duration::from_secs(args.drain_timeout_secs),
     };
-    let server = app::load(&app, cache.as_deref(), &args.limits(), settings, observer)?;
+    let stores = kv::Stores::load(args.runtime_config_file.as_deref())?;
+    let server = app::load(&app, cache.as_deref(), &args.limits(), settings, observer, stores)?;
     Ok((app, server))
 }
 

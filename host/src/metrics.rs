@@ -42,6 +42,7 @@ pub struct Metrics {
     pub completion_tokens: Counter,
     pub client_disconnects: Counter,
     pub outbound: Family<OutcomeLabels, Counter>,
+    pub answer_cache: Family<OutcomeLabels, Counter>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -94,6 +95,12 @@ impl Metrics {
         );
         let outbound = Family::<OutcomeLabels, Counter>::default();
         registry.register("outbound_requests", "Outbound HTTP requests of components by outcome", outbound.clone());
+        let answer_cache = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "answer_cache",
+            "Answer cache lookups by outcome (hit, miss, off, unavailable)",
+            answer_cache.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -107,6 +114,7 @@ impl Metrics {
             completion_tokens,
             client_disconnects,
             outbound,
+            answer_cache,
         }
     }
 

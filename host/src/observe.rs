@@ -6,7 +6,7 @@
 //! answer: query, per-step timings, tokens, outcome).
 
 use crate::cancel::Guard;
-use crate::metrics::{CodeLabels, Metrics, RequestLabels, StepLabels};
+use crate::metrics::{CodeLabels, Metrics, OutcomeLabels, RequestLabels, StepLabels};
 use bytes::Bytes;
 use guest_common::sse::Decoder;
 use http_body::{Body, Frame, SizeHint};
@@ -124,6 +124,9 @@ fn account(m: &Metrics, r: &Record) {
         }
         if done["fallback"].is_string() && done["generator"] == "extractive" {
             m.fallbacks.inc();
+        }
+        if let Some(outcome) = done["cache"].as_str() {
+            m.answer_cache.get_or_create(&OutcomeLabels { outcome: outcome.to_string() }).inc();
         }
     }
     if let Some(code) = r.error.as_ref().and_then(|e| e["code"].as_str()) {

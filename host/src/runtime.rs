@@ -3,6 +3,7 @@
 //! Spin's APIs, and one instance pool per HTTP component driven by
 //! wasmtime-wasi-http's `ProxyHandler` (WASI 0.3 instance reuse).
 
+use crate::kv::{self, KvContext, KvView};
 use crate::outbound::Outbound;
 use crate::variables::{self, ComponentVariables};
 use anyhow::Context as _;
@@ -90,6 +91,7 @@ pub struct StoreData {
     http: WasiHttpCtx,
     hooks: Outbound,
     variables: ComponentVariables,
+    kv: KvContext,
     limits: StoreLimits,
     busy: Busy,
 }
@@ -121,6 +123,7 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<StoreData>> {
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     variables::add_to_linker(&mut linker, |d: &mut StoreData| &d.variables)?;
+    kv::add_to_linker(&mut linker, |d: &mut StoreData| KvView { table: &mut d.table, ctx: &d.kv })?;
     Ok(linker)
 }
 
@@ -138,6 +141,8 @@ pub struct ComponentConfig {
     pub outbound: Outbound,
     pub variables: ComponentVariables,
     pub environment: Vec<(String, String)>,
+    /// The key-value stores it may open.
+    pub kv: KvContext,
     /// Counts live instances (exported as `spindle_instances`).
     pub instances: prometheus_client::metrics::gauge::Gauge,
 }
@@ -176,6 +181,7 @@ impl ComponentRuntime {
             http: WasiHttpCtx::new(),
             hooks: self.config.outbound.clone(),
             variables: self.config.variables.clone(),
+            kv: self.config.kv.clone(),
             limits: StoreLimitsBuilder::new().memory_size(self.limits.max_memory).trap_on_grow_failure(true).build(),
             busy: Busy { last_tick: Instant::now(), since: Instant::now() },
         };
@@ -209,26 +215,24 @@ impl HandlerState for ComponentRuntime {
     type WorkerState = Worker;
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<StoreData, Expiration, Worker>> {
-        {
-            let mut store = self.new_store();
-            let proxy = self.pre.instantiate_async(&mut store).await?;
-            self.config.instances.inc();
-            Ok(Instance {
-                store,
-                proxy,
-                view: <StoreData as WasiHttpView>::http,
-                expiration: Expiration {
-                    idle: IDLE_INSTANCE_TIMEOUT,
-                    request: self.limits.request_timeout,
-                    sleep: Box::pin(tokio::time::sleep(Duration::MAX / 4)),
-                },
-                state: Worker {
-                    id: self.id.clone(),
-                    limits: self.limits.clone(),
-                    instances: self.config.instances.clone(),
-                },
-            })
-        }
+        let mut store = self.new_store();
+        let proxy = self.pre.instantiate_async(&mut store).await?;
+        self.config.instances.inc();
+        Ok(Instance {
+            store,
+            proxy,
+            view: <StoreData as WasiHttpView>::http,
+            expiration: Expiration {
+                idle: IDLE_INSTANCE_TIMEOUT,
+                request: self.limits.request_timeout,
+                sleep: Box::pin(tokio::time::sleep(Duration::MAX / 4)),
+            },
+            state: Worker {
+                id: self.id.clone(),
+                limits: self.limits.clone(),
+                instances: self.config.instances.clone(),
+            },
+        })
     }
 }
 

@@ -9,15 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use wasmtime::component::{Accessor, HasData};
 
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "wit",
-        world: "spindle:host/host",
-        imports: { default: trappable },
-    });
-}
-
-use bindings::spin::variables::variables as wit;
+use crate::spin_api::variables as wit;
 
 /// Application variables with their values.
 #[derive(Debug, Clone, Default)]

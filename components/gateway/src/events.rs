@@ -3,7 +3,7 @@
 //! `done` or `error`.
 
 use guest_common::sse;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize)]
 pub struct Meta {
@@ -12,7 +12,7 @@ pub struct Meta {
     pub generator: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Source {
     /// Citation number used in the answer: `[n]`.
     pub n: usize,
@@ -23,7 +23,7 @@ pub struct Source {
     pub snippet: String,
 }
 
-#[derive(Debug, Serialize, Clone, Copy)]
+#[derive(Debug, Serialize, Deserialize, Clone, Copy)]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -53,6 +53,8 @@ pub struct Done {
     pub fallback: Option<String>,
     /// Steps that failed without failing the answer (e.g. the reranker).
     pub degraded: Vec<String>,
+    /// The answer cache: "hit", "miss", "off" or "unavailable".
+    pub cache: &'static str,
 }
 
 #[derive(Debug, Serialize)]

@@ -8,6 +8,7 @@
 
 mod api;
 mod bindings;
+mod cache;
 mod events;
 mod limits;
 mod openai_route;

@@ -4,6 +4,7 @@
 
 use crate::api::ChatRequest;
 use crate::bindings::{Passage, Query, StepError, generator, prompt, reranker, retriever};
+use crate::cache::{Cache, Cached, Lookup};
 use crate::events::{Done, Event, Meta, Source, Timings, Usage};
 use crate::limits::{CANDIDATES_PER_SOURCE, MAX_CANDIDATES, SNIPPET_CHARS};
 use guest_common::extractive;
@@ -90,6 +91,12 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
     }))
     .await?;
 
+    let cache = Cache::open().await;
+    let lookup = cache.lookup(&req, &model).await;
+    if let Lookup::Hit(hit) = lookup {
+        return replay(*hit, start, sink).await;
+    }
+
     let candidates = (req.top_k * CANDIDATES_PER_SOURCE).min(MAX_CANDIDATES).max(req.top_k);
     let query = Query {
         text: req.query.clone(),
@@ -133,8 +140,8 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
             score: p.score,
             snippet: snippet(&p.text),
         })
-        .collect();
-    sink.send(Event::Sources(sources)).await?;
+        .collect::<Vec<_>>();
+    sink.send(Event::Sources(sources.clone())).await?;
 
     let t = Instant::now();
     let messages = deadline(limits.prompt, prompt::build(Query { top_k: req.top_k, ..query }, passages.clone())).await;
@@ -149,6 +156,7 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
     let mut usage = None;
     let mut used = generator_name.clone();
     let mut fallback = None;
+    let mut chunks = Vec::new();
     let stream = if info.ready {
         let options =
             generator::GenerateOptions { max_tokens: None, temperature: None, request_id: req.request_id.clone() };
@@ -169,6 +177,7 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
                 match chunk {
                     generator::Chunk::Text(text) => {
                         timings.first_token.get_or_insert_with(|| ms_since(start));
+                        chunks.push(text.clone());
                         sink.send(Event::Text(text)).await?;
                     }
                     generator::Chunk::Usage(u) => {
@@ -187,6 +196,7 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
                 passages.iter().map(|p| extractive::Source { title: p.title.as_deref(), text: &p.text }).collect();
             for piece in extractive::answer(&req.query, &srcs) {
                 timings.first_token.get_or_insert_with(|| ms_since(start));
+                chunks.push(piece.clone());
                 sink.send(Event::Text(piece)).await?;
             }
         }
@@ -194,6 +204,24 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
     timings.generate = ms_since(t);
     timings.total = ms_since(start);
     let model = if used == "extractive" { "extractive".to_string() } else { model };
+    let cache_status = lookup.status();
+    // A fallback after an LLM failure is transient: do not keep it.
+    if let Lookup::Miss(key) = &lookup
+        && (fallback.is_none() || !info.ready)
+        && degraded.is_empty()
+    {
+        let answer = Cached {
+            query: crate::cache::normalise(&req.query),
+            stored_at: 0,
+            model: model.clone(),
+            generator: used.clone(),
+            sources,
+            chunks,
+            finish_reason: finish_reason.clone(),
+            usage,
+        };
+        cache.put(key, answer).await;
+    }
     sink.send(Event::Done(Done {
         finish_reason,
         usage,
@@ -202,6 +230,29 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
         model,
         fallback,
         degraded,
+        cache: cache_status,
+    }))
+    .await
+}
+
+/// Streams a cached answer: its sources, its text in the pieces it was
+/// generated in, and a `done` event that says it came from the cache.
+async fn replay(hit: Cached, start: Instant, sink: &mut impl Sink) -> Result<(), Gone> {
+    sink.send(Event::Sources(hit.sources)).await?;
+    let first_token = Some(ms_since(start));
+    for chunk in hit.chunks {
+        sink.send(Event::Text(chunk)).await?;
+    }
+    let timings = Timings { first_token, total: ms_since(start), ..Timings::default() };
+    sink.send(Event::Done(Done {
+        finish_reason: hit.finish_reason,
+        usage: hit.usage,
+        timings_ms: timings,
+        generator: hit.generator,
+        model: hit.model,
+        fallback: None,
+        degraded: Vec::new(),
+        cache: "hit",
     }))
     .await
 }
