@@ -12,7 +12,7 @@ use futures::SinkExt;
 use futures::channel::mpsc::Sender;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use spin_sdk::http::{BoxBody, Request, Response, body, box_body};
+use spin_sdk::http::{BoxBody, Request, Response, body};
 
 #[derive(Deserialize)]
 // `model`, `max_tokens` and `temperature` are accepted so OpenAI clients
@@ -135,14 +135,7 @@ pub async fn completions(req: Request) -> Response<BoxBody> {
         spin_sdk::wasip3::spawn(async move {
             let _ = pipeline::run(chat, &deadlines, &mut sink).await;
         });
-        return Response::builder()
-            .status(200)
-            .header("content-type", "text/event-stream; charset=utf-8")
-            .header("cache-control", "no-cache")
-            .header("x-accel-buffering", "no")
-            .header("x-request-id", request_id)
-            .body(box_body(body))
-            .expect("static headers are valid");
+        return crate::sse_route::stream_response(request_id, body);
     }
     let mut collected = Collected::default();
     let _ = pipeline::run(chat, &deadlines, &mut collected).await;

@@ -70,6 +70,15 @@ pub async fn handle(req: Request) -> Response<BoxBody> {
         // finding the client gone. Dropping both senders closes the body.
         select(pin!(pipeline::run(chat, &deadlines, &mut sink)), pin!(heartbeat(tx, last_write, interval))).await;
     });
+    stream_response(request_id, body)
+}
+
+/// The headers of every streamed answer: SSE, never cached or buffered by
+/// proxies, with the request id.
+pub fn stream_response(
+    request_id: String,
+    body: impl http_body::Body<Data = bytes::Bytes, Error = anyhow::Error> + Send + 'static,
+) -> Response<BoxBody> {
     Response::builder()
         .status(200)
         .header("content-type", "text/event-stream; charset=utf-8")
