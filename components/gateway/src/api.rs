@@ -48,21 +48,32 @@ pub fn error(status: u16, code: &str, message: &str) -> Response<BoxBody> {
     json(status, &serde_json::json!({"error": {"code": code, "message": message}}))
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /api/chat/stream`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ChatBody {
+pub struct ChatBody {
+    /// The question: 1 to 2000 characters after trimming.
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 2000, pattern = r"\S")]
     query: Option<String>,
+    /// Earlier turns, oldest first: at most 20 of at most 8000 characters.
     #[serde(default)]
+    #[schema(max_items = 20)]
     history: Vec<HistoryMessage>,
+    /// Number of sources, 1 to 20 (default 5).
+    #[schema(minimum = 1, maximum = 20)]
     top_k: Option<i64>,
+    /// Equality filters on passage metadata (e.g. `{"lang": "en"}`), at most 8.
     #[serde(default)]
     filters: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct HistoryMessage {
+pub struct HistoryMessage {
+    /// `user`, `assistant` or `system`.
+    #[schema(pattern = "^(user|assistant|system)$")]
     role: String,
+    #[schema(max_length = 8000)]
     content: String,
 }
 

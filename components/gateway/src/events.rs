@@ -4,15 +4,16 @@
 
 use guest_common::sse;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Meta {
     pub request_id: String,
     pub model: String,
     pub generator: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Source {
     /// Citation number used in the answer: `[n]`.
     pub n: usize,
@@ -23,7 +24,7 @@ pub struct Source {
     pub snippet: String,
 }
 
-#[derive(Debug, Serialize, Deserialize, Clone, Copy)]
+#[derive(Debug, Serialize, Deserialize, Clone, Copy, ToSchema)]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -31,7 +32,7 @@ pub struct Usage {
 
 /// Milliseconds spent in each step; `first_token` is from the request's
 /// start to the first text chunk.
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Serialize, Default, ToSchema)]
 pub struct Timings {
     pub retrieve: u64,
     pub rerank: u64,
@@ -41,7 +42,7 @@ pub struct Timings {
     pub total: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Done {
     pub finish_reason: String,
     pub usage: Option<Usage>,
@@ -57,7 +58,7 @@ pub struct Done {
     pub cache: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     pub code: String,
     pub message: String,

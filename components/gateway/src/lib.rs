@@ -12,6 +12,7 @@ mod cache;
 mod events;
 mod limits;
 mod openai_route;
+mod openapi;
 mod pipeline;
 mod sse_route;
 
@@ -29,6 +30,16 @@ fn page() -> Response<BoxBody> {
         .expect("static headers are valid")
 }
 
+/// The routes and the methods each accepts (for 405 answers).
+const ROUTES: &[(&str, &str)] = &[
+    ("/", "GET"),
+    ("/api/chat/stream", "GET, POST"),
+    ("/v1/chat/completions", "POST"),
+    ("/v1/models", "GET"),
+    ("/openapi.json", "GET"),
+    ("/healthz", "GET"),
+];
+
 #[spin_sdk::http_service]
 async fn handle(req: Request) -> impl IntoResponse {
     let path = req.uri().path().to_string();
@@ -37,8 +48,19 @@ async fn handle(req: Request) -> impl IntoResponse {
         (Method::POST, "/v1/chat/completions") => openai_route::completions(req).await,
         (Method::GET, "/v1/models") => openai_route::models().await,
         (Method::GET, "/") => page(),
+        (Method::GET, "/openapi.json") => openapi::spec(),
+        (Method::GET, p) if p.starts_with("/docs") => {
+            openapi::docs(p).unwrap_or_else(|| api::error(404, "not_found", &format!("no route for {p}")))
+        }
         (Method::GET, "/healthz") => api::json(200, &serde_json::json!({"status": "ok"})),
-        (_, "/api/chat/stream") => api::error(405, "method_not_allowed", "use GET or POST on /api/chat/stream"),
-        _ => api::error(404, "not_found", &format!("no route for {path}")),
+        (method, p) => match ROUTES.iter().find(|(r, _)| *r == p) {
+            Some((_, allow)) => {
+                let mut res =
+                    api::error(405, "method_not_allowed", &format!("{method} is not allowed on {p}; use {allow}"));
+                res.headers_mut().insert("allow", spin_sdk::http::HeaderValue::from_static(allow));
+                res
+            }
+            None => api::error(404, "not_found", &format!("no route for {p}")),
+        },
     }
 }

@@ -14,20 +14,24 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use spin_sdk::http::{BoxBody, Request, Response, body};
 
-#[derive(Deserialize)]
+/// An OpenAI chat-completions request (the fields Spindle reads).
+#[derive(Deserialize, utoipa::ToSchema)]
 // `model`, `max_tokens` and `temperature` are accepted so OpenAI clients
 // work unchanged; the model and its settings are the server's.
 #[allow(dead_code)]
-struct CompletionRequest {
+pub struct CompletionRequest {
     #[serde(default)]
     model: Option<String>,
+    /// The conversation; the last `user` message is the question.
+    #[schema(min_items = 1)]
     messages: Vec<ChatMessage>,
     #[serde(default)]
     stream: bool,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
-    /// Spindle extensions.
+    /// Spindle extension: number of sources, 1 to 20 (default 5).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 20)]
     top_k: Option<i64>,
     #[serde(default)]
     filters: std::collections::BTreeMap<String, String>,
@@ -37,15 +41,18 @@ struct CompletionRequest {
     temperature: Option<f32>,
 }
 
-#[derive(Deserialize)]
-struct StreamOptions {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct StreamOptions {
     #[serde(default)]
     include_usage: bool,
 }
 
-#[derive(Deserialize)]
-struct ChatMessage {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ChatMessage {
+    /// `user`, `assistant`, `system` or `developer`.
+    #[schema(pattern = "^(user|assistant|system|developer)$")]
     role: String,
+    #[schema(value_type = String, min_length = 1, pattern = r"\S")]
     content: Content,
 }
 
