@@ -176,6 +176,6 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         println!("  {}: http://{addr}{}", t.component, t.route);
     }
     println!("  host: http://{addr}/healthz, http://{addr}/readyz, http://{addr}/metrics");
-    println!("Chat page: http://{addr}/  (API: /api/chat/stream, /v1/chat/completions)");
+    println!("Chat page: http://{addr}/  API docs: http://{addr}/docs  (API: /api/chat/stream, /v1/chat/completions)");
     server::serve(listener, Arc::new(server), shutdown_signal()).await
 }
