@@ -46,7 +46,9 @@ pub fn load(
             let allow = AllowList::parse(&hosts).with_context(|| format!("component.{id}"))?;
             let variables = resolver.component_values(id, c)?;
             let started = std::time::Instant::now();
-            eprintln!("Composing component {id} with its dependencies and compiling it (cached after the first start)...");
+            eprintln!(
+                "Composing component {id} with its dependencies and compiling it (cached after the first start)..."
+            );
             let wasm = compose::compose(app, id)?;
             let config = ComponentConfig {
                 outbound: Outbound {
