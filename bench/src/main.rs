@@ -76,7 +76,7 @@ impl Drop for Target {
 }
 
 fn spawn(mut cmd: Command, path: &str) -> anyhow::Result<Target> {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    cmd.stdout(Stdio::piped());
     let mut child = cmd.spawn()?;
     let out = child.stdout.take().unwrap();
     let mut lines = BufReader::new(out).lines();
@@ -96,7 +96,7 @@ fn spawn(mut cmd: Command, path: &str) -> anyhow::Result<Target> {
 
 fn start_relay(upstream: &str) -> anyhow::Result<Target> {
     let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.arg("--serve-relay").arg(upstream);
+    cmd.arg("--serve-relay").arg(upstream).stderr(Stdio::null());
     spawn(cmd, "/relay")
 }
 
@@ -112,6 +112,8 @@ fn start_spindle(args: &Args, upstream: &str) -> anyhow::Result<Target> {
         .env("SPIN_VARIABLE_LLM_MODEL", "bench")
         // Every stream asks the same question: measure the relay, not the cache.
         .env("SPIN_VARIABLE_CACHE_TTL_SECS", "0")
+        // Kept for diagnosis: target/bench-spindle.log.
+        .stderr(std::fs::File::create("target/bench-spindle.log")?)
         .args(&args.spindle_arg);
     spawn(cmd, "/api/chat/stream")
 }
@@ -262,7 +264,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // only as many sockets as the open-file limit allows.
     let upstream = {
         let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.arg("--serve-upstream");
+        cmd.arg("--serve-upstream").stderr(Stdio::null());
         spawn(cmd, "")?
     };
     let upstream = Origin { origin: upstream.url.clone(), _process: upstream };

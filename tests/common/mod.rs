@@ -6,4 +6,6 @@
 
 pub mod client;
 pub mod spindle;
+// Not every suite uses every helper.
+#[allow(unused_imports)]
 pub use spindle_testkit::upstream;
