@@ -42,6 +42,7 @@ async fn health_readiness_and_metrics() {
         "spindle_time_to_first_event_seconds_count 2",
         r#"spindle_outbound_requests_total{outcome="ok"} 1"#,
         r#"spindle_answer_cache_total{outcome="miss"} 1"#,
+        "spindle_log_records_dropped_total 0",
     ] {
         assert!(body.contains(needle), "missing {needle} in:\n{body}");
     }

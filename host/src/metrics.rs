@@ -43,6 +43,7 @@ pub struct Metrics {
     pub client_disconnects: Counter,
     pub outbound: Family<OutcomeLabels, Counter>,
     pub answer_cache: Family<OutcomeLabels, Counter>,
+    pub records_dropped: Counter,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -101,6 +102,12 @@ impl Metrics {
             "Answer cache lookups by outcome (hit, miss, off, unavailable)",
             answer_cache.clone(),
         );
+        let records_dropped = Counter::default();
+        registry.register(
+            "log_records_dropped",
+            "Request records not logged because the log writer fell behind",
+            records_dropped.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -115,6 +122,7 @@ impl Metrics {
             client_disconnects,
             outbound,
             answer_cache,
+            records_dropped,
         }
     }
 

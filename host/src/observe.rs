@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
@@ -43,7 +42,6 @@ pub struct Record {
 pub struct Observer {
     pub metrics: Arc<Metrics>,
     tx: mpsc::Sender<Record>,
-    dropped: Arc<AtomicU64>,
 }
 
 impl Observer {
@@ -55,12 +53,12 @@ impl Observer {
             None => None,
         };
         tokio::spawn(write_records(rx, metrics.clone(), files));
-        Ok(Observer { metrics, tx, dropped: Arc::default() })
+        Ok(Observer { metrics, tx })
     }
 
     fn submit(&self, record: Record) {
         if self.tx.try_send(record).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.records_dropped.inc();
         }
     }
 }
