@@ -108,7 +108,10 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
     let retrieved = deadline(limits.retrieve, retriever::retrieve(query.clone())).await;
     timings.retrieve = ms_since(t);
     let retrieved = match retrieved {
-        Some(Ok(p)) => p,
+        Some(Ok(r)) => {
+            degraded.extend(r.degraded.into_iter().map(|d| format!("retriever: {d}")));
+            r.passages
+        }
         Some(Err(e)) => return sink.send(step_error("retriever", &e)).await,
         None => return sink.send(step_error("retriever", &timed_out(limits.retrieve))).await,
     };

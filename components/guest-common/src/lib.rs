@@ -10,6 +10,27 @@ pub mod extractive;
 pub mod lexical;
 pub mod openai;
 #[cfg(feature = "spin")]
+pub mod component;
+#[cfg(feature = "spin")]
+pub mod remote;
+#[cfg(feature = "spin")]
 pub mod runtime;
+#[cfg(feature = "spin")]
+pub mod search;
 pub mod sse;
 pub mod tokenize;
+pub mod chunk;
+pub mod embeddings;
+pub mod fusion;
+pub mod hit;
+pub mod opensearch;
+pub mod rerank_api;
+pub mod stores;
+
+/// At most `max` characters of `s`, marked with `…` when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}

@@ -11,13 +11,13 @@ mod bindings {
     });
 }
 
-use bindings::exports::spindle::retriever::retriever::Guest;
+use bindings::exports::spindle::retriever::retriever::{Guest, Retrieval};
 use bindings::spindle::types::types::{Passage, Query, StepError};
 
 struct Misbehaving;
 
 impl Guest for Misbehaving {
-    async fn retrieve(q: Query) -> Result<Vec<Passage>, StepError> {
+    async fn retrieve(q: Query) -> Result<Retrieval, StepError> {
         if q.text.contains("spin-forever") {
             let mut n: u64 = 0;
             loop {
@@ -31,14 +31,15 @@ impl Guest for Misbehaving {
                 std::hint::black_box(&hoard);
             }
         }
-        Ok(vec![Passage {
+        let passages = vec![Passage {
             id: "fixed".into(),
             text: "Debian is a free operating system.".into(),
             title: Some("Fixed".into()),
             url: None,
             score: 1.0,
             metadata: Vec::new(),
-        }])
+        }];
+        Ok(Retrieval { passages, degraded: Vec::new() })
     }
 }
 

@@ -13,7 +13,7 @@ mod bindings {
     });
 }
 
-use bindings::exports::spindle::retriever::retriever::Guest;
+use bindings::exports::spindle::retriever::retriever::{Guest, Retrieval};
 use bindings::spindle::types::types::{Passage, Query, StepError};
 
 /// Largest `top-k` served; the gateway enforces its own, smaller limit.
@@ -22,7 +22,7 @@ const MAX_TOP_K: u32 = 100;
 struct Bm25;
 
 impl Guest for Bm25 {
-    async fn retrieve(q: Query) -> Result<Vec<Passage>, StepError> {
+    async fn retrieve(q: Query) -> Result<Retrieval, StepError> {
         if q.text.trim().is_empty() {
             return Err(StepError::InvalidInput("empty query".into()));
         }
@@ -32,7 +32,7 @@ impl Guest for Bm25 {
         let matches =
             |doc: &StaticDoc| q.filters.iter().all(|(k, v)| doc.metadata.iter().any(|(mk, mv)| mk == k && mv == v));
         let hits = search(&INDEX, &q.text, q.top_k as usize, |d| matches(&INDEX.docs[d]));
-        Ok(hits
+        let passages = hits
             .into_iter()
             .map(|hit| {
                 let doc = &INDEX.docs[hit.doc];
@@ -45,7 +45,8 @@ impl Guest for Bm25 {
                     metadata: doc.metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                 }
             })
-            .collect())
+            .collect();
+        Ok(Retrieval { passages, degraded: Vec::new() })
     }
 }
 
