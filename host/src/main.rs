@@ -6,6 +6,7 @@ mod builder;
 mod cancel;
 mod compose;
 mod drain;
+mod index;
 mod kv;
 mod manifest;
 mod metrics;
@@ -41,6 +42,9 @@ enum Command {
     },
     /// Check the manifest, compose and compile its components, then exit.
     Check(UpArgs),
+    /// Load a JSON-lines corpus into the keyword index and vector store the
+    /// manifest's variables configure.
+    Index(index::IndexArgs),
 }
 
 #[derive(clap::Args)]
@@ -126,6 +130,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Up(args) => up(args).await,
+            Command::Index(args) => tokio::task::block_in_place(|| index::run(args)),
         }
     })
 }

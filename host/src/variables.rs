@@ -44,6 +44,11 @@ impl Resolver {
         Ok(Resolver { values })
     }
 
+    /// A variable's value.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
     /// Replaces each `{{ name }}` in `template` with the variable's value.
     pub fn expand(&self, template: &str) -> anyhow::Result<String> {
         let mut out = String::new();

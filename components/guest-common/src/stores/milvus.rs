@@ -1,9 +1,9 @@
-//! Milvus's REST API v1 (Milvus 2.3+): a collection made by the quick
-//! `collections/create` call has an int64 primary key `id`, a float vector
-//! `vector` and a dynamic field, where the chunk's fields are stored. The
-//! primary key is a hash of the chunk id, so re-indexing deletes then
-//! inserts the same keys (v1 has no upsert). Errors come back as HTTP 200
-//! with a non-200 `code`.
+//! Milvus's REST API v1 (Milvus 2.3+, verified on 2.3.5): the quick
+//! `collections/create` call makes an auto-id int64 key `id`, a float vector
+//! `vector` and a dynamic field, where the chunk's fields are stored (the
+//! chunk id as `pid`). Explicit keys are refused on such a collection, so
+//! re-indexing deletes the chunks by a `pid in [...]` filter, then inserts
+//! them. Errors come back as HTTP 200 with a non-200 `code`.
 
 use crate::chunk::{self, Chunk};
 use crate::hit::Hit;
@@ -20,16 +20,6 @@ pub const PASSAGE_ID: &str = "pid";
 /// Metadata keys are stored as one JSON-encoded field: dynamic fields must
 /// be named in `outputFields`, and a corpus's metadata keys are open-ended.
 pub const METADATA: &str = "metadata";
-
-/// A stable 63-bit key for a chunk id (FNV-1a; Milvus keys are signed).
-pub fn key(chunk_id: &str) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in chunk_id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (h >> 1) as i64
-}
 
 pub fn create_body(collection: &str, dimension: usize) -> Value {
     json!({ "collectionName": collection, "dimension": dimension, "metricType": "COSINE",
@@ -100,7 +90,8 @@ pub fn parse_search(body: &Value) -> Result<Vec<Hit>, String> {
 }
 
 pub fn delete_body(collection: &str, chunks: &[Chunk]) -> Value {
-    json!({ "collectionName": collection, "id": chunks.iter().map(|c| key(&c.id)).collect::<Vec<_>>() })
+    let ids: Vec<&str> = chunks.iter().map(|c| c.id.as_str()).collect();
+    json!({ "collectionName": collection, "filter": format!("{PASSAGE_ID} in {}", json!(ids)) })
 }
 
 pub fn insert_body(collection: &str, chunks: &[Chunk], vectors: &[Vec<f32>]) -> Value {
@@ -110,7 +101,7 @@ pub fn insert_body(collection: &str, chunks: &[Chunk], vectors: &[Vec<f32>]) -> 
         .map(|(c, v)| {
             let meta: Map<String, Value> = c.metadata.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
             let mut row = json!({
-                "id": key(&c.id), "vector": v, PASSAGE_ID: c.id, chunk::TEXT: c.text,
+                "vector": v, PASSAGE_ID: c.id, chunk::TEXT: c.text,
                 chunk::TITLE: c.title.clone().unwrap_or_default(), chunk::URL: c.url.clone().unwrap_or_default(),
                 chunk::DOC_ID: c.doc_id, METADATA: Value::Object(meta).to_string(),
             });
@@ -129,10 +120,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_stable_and_non_negative() {
-        assert_eq!(key("en:faq#0"), key("en:faq#0"));
-        assert_ne!(key("en:faq#0"), key("en:faq#1"));
-        assert!(key("x") >= 0);
+    fn delete_filters_by_chunk_id_with_quoting() {
+        let c = Chunk {
+            id: "en:a\"b#0".into(),
+            doc_id: "x".into(),
+            text: String::new(),
+            title: None,
+            url: None,
+            metadata: Vec::new(),
+        };
+        assert_eq!(delete_body("c", &[c])["filter"], r#"pid in ["en:a\"b#0"]"#);
     }
 
     #[test]

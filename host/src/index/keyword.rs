@@ -1,0 +1,46 @@
+//! Loads chunks into an Elasticsearch/OpenSearch index with `_bulk`, under
+//! their chunk ids, so a re-run overwrites instead of duplicating.
+
+use super::http::Service;
+use anyhow::bail;
+use guest_common::chunk::Chunk;
+use guest_common::opensearch;
+
+pub struct KeywordIndex {
+    pub service: Service,
+    pub index: String,
+}
+
+impl KeywordIndex {
+    /// Creates the index with Spindle's mappings if it does not exist
+    /// (deleting it first when `recreate`).
+    pub fn prepare(&self, recreate: bool, analyzer: &str, metadata_keys: &[&str]) -> anyhow::Result<()> {
+        let path = format!("/{}", self.index);
+        if recreate {
+            let (status, body) = self.service.call("DELETE", &path, None)?;
+            if status != 404 && !(200..300).contains(&status) {
+                bail!("cannot delete index {}: HTTP {status}: {body}", self.index);
+            }
+        }
+        let (status, _) = self.service.call("HEAD", &path, None)?;
+        if status == 404 {
+            let mapping = opensearch::mapping(analyzer, metadata_keys);
+            self.service.ok("PUT", &path, Some(("application/json", mapping.to_string())))?;
+        }
+        Ok(())
+    }
+
+    /// Indexes one batch; returns the per-chunk failures.
+    pub fn write(&self, chunks: &[Chunk]) -> anyhow::Result<Vec<String>> {
+        let body = opensearch::bulk_body(&self.index, chunks);
+        let answer = self.service.ok("POST", "/_bulk", Some(("application/x-ndjson", body)))?;
+        Ok(opensearch::bulk_failures(&answer))
+    }
+
+    /// Makes the writes searchable and returns the index's document count.
+    pub fn finish(&self) -> anyhow::Result<u64> {
+        self.service.ok("POST", &format!("/{}/_refresh", self.index), None)?;
+        let count = self.service.ok("GET", &format!("/{}/_count", self.index), None)?;
+        Ok(count.get("count").and_then(serde_json::Value::as_u64).unwrap_or(0))
+    }
+}

@@ -1,0 +1,99 @@
+//! Embeds chunks in batches and writes them to the vector store: Chroma
+//! upserts by chunk id; Milvus (REST v1 has no upsert) deletes the chunks'
+//! keys, then inserts them. Either way a re-run leaves one copy.
+
+use super::http::Service;
+use anyhow::{Context, bail};
+use guest_common::chunk::Chunk;
+use guest_common::embeddings;
+use guest_common::stores::{Store, chroma, milvus};
+use serde_json::json;
+
+pub struct Embedder {
+    pub service: Service,
+    pub path: String,
+    pub model: String,
+    pub passage_type: String,
+    pub dimension: usize,
+}
+
+impl Embedder {
+    pub fn embed(&self, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
+        let body = self.service.post_json(&self.path, &embeddings::request(&self.model, texts, &self.passage_type))?;
+        embeddings::parse(&body, texts.len(), self.dimension)
+            .map_err(|e| anyhow::anyhow!("{} at {}: {e}", self.service.name, self.service.url(&self.path)))
+    }
+}
+
+pub struct VectorIndex {
+    pub store: Store,
+    pub service: Service,
+    pub collection: String,
+    /// Chroma's id of the collection, once created.
+    chroma_id: Option<String>,
+}
+
+impl VectorIndex {
+    pub fn new(store: Store, service: Service, collection: String) -> Self {
+        VectorIndex { store, service, collection, chroma_id: None }
+    }
+
+    /// Creates the collection if needed (dropping it first when `recreate`).
+    pub fn prepare(&mut self, recreate: bool, dimension: usize) -> anyhow::Result<()> {
+        match self.store {
+            Store::Chroma => {
+                if recreate {
+                    let (status, body) = self.service.call("DELETE", &chroma::collection_path(&self.collection), None)?;
+                    if status != 404 && !(200..300).contains(&status) {
+                        bail!("cannot delete collection {}: HTTP {status}: {body}", self.collection);
+                    }
+                }
+                let created = self.service.post_json(chroma::COLLECTIONS, &chroma::create_body(&self.collection))?;
+                self.chroma_id = Some(chroma::collection_id(&created).map_err(anyhow::Error::msg)?);
+            }
+            Store::Milvus => {
+                if recreate {
+                    let body = json!({ "collectionName": self.collection });
+                    let answer = self.service.post_json("/v1/vector/collections/drop", &body)?;
+                    let _ = milvus::data(&answer); // Dropping a missing collection is fine.
+                }
+                let path = format!("{}?collectionName={}", milvus::DESCRIBE, self.collection);
+                let exists = milvus::data(&self.service.ok("GET", &path, None)?).is_ok();
+                if !exists {
+                    let answer = self.service.post_json(milvus::CREATE, &milvus::create_body(&self.collection, dimension))?;
+                    milvus::data(&answer).map_err(anyhow::Error::msg).context("creating the Milvus collection")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn write(&self, chunks: &[Chunk], vectors: &[Vec<f32>]) -> anyhow::Result<()> {
+        match self.store {
+            Store::Chroma => {
+                let id = self.chroma_id.as_deref().context("collection not prepared")?;
+                let path = format!("{}/upsert", chroma::collection_path(id));
+                self.service.post_json(&path, &chroma::upsert_body(chunks, vectors))?;
+            }
+            Store::Milvus => {
+                let deleted = self.service.post_json(milvus::DELETE, &milvus::delete_body(&self.collection, chunks))?;
+                milvus::data(&deleted).map_err(anyhow::Error::msg).context("deleting old copies")?;
+                let inserted =
+                    self.service.post_json(milvus::INSERT, &milvus::insert_body(&self.collection, chunks, vectors))?;
+                milvus::data(&inserted).map_err(anyhow::Error::msg).context("inserting")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of vectors stored, where the store tells it cheaply.
+    pub fn count(&self) -> anyhow::Result<Option<u64>> {
+        Ok(match (self.store, &self.chroma_id) {
+            (Store::Chroma, Some(id)) => {
+                self.service.ok("GET", &format!("{}/count", chroma::collection_path(id)), None)?.as_u64()
+            }
+            _ => None,
+        })
+    }
+}
+
