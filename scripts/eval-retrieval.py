@@ -150,17 +150,20 @@ def serve(manifest, env):
     raise RuntimeError("spindle did not become ready")
 
 
-def run_all():
+def run_all(only=None, index=True):
     env = dict(os.environ)
     for k, v in BACKEND_DEFAULTS.items():
         env.setdefault(k, v)
     files = [str(CORPUS / "debian-faq.en.jsonl"), str(CORPUS / "debian-faq.zh.jsonl")]
-    subprocess.run([str(SPINDLE), "index", "--recreate", "-f", str(ROOT / "spin.toml"), *files], env=env, check=True)
+    if index:
+        subprocess.run([str(SPINDLE), "index", "--recreate", "-f", str(ROOT / "spin.toml"), *files], env=env, check=True)
     print()
     print("| retrieval | en nDCG@10 | en recall@10 | zh nDCG@10 | zh recall@10 | p50 latency |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for label, retriever, reranker in CONFIGS:
+            if only and only not in label:
+                continue
             proc, base = serve(derived_manifest(tmp, retriever, reranker), env)
             try:
                 r = measure(base)
@@ -175,8 +178,11 @@ def run_all():
 
 
 def main():
-    if sys.argv[1:] == ["--all"]:
-        run_all()
+    if sys.argv[1:2] == ["--all"]:
+        # --only SUBSTRING: just the matching rows; --no-index: reuse the index.
+        args = sys.argv[2:]
+        only = args[args.index("--only") + 1] if "--only" in args else None
+        run_all(only, "--no-index" not in args)
         return
     base = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:3000"
     r = measure(base)

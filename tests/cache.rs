@@ -4,9 +4,9 @@
 mod common;
 
 use common::client::{self, data, text};
+use common::redis::{free_port, runtime_config, start_redis};
 use common::spindle::{Options, Spindle};
 use common::upstream::{Behaviour, Upstream};
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 async fn ask(spindle: &Spindle, q: &str) -> Vec<guest_common::sse::Event> {
@@ -39,38 +39,11 @@ async fn a_repeated_question_is_replayed_from_the_cache() {
     assert_eq!(data(&with_history, "done")["cache"], "off");
 }
 
-struct Redis(Child);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis(port: u16) -> Redis {
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed (apt-get install redis-server)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Redis(child)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_keeps_answers_across_processes_and_its_absence_is_no_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let redis = start_redis(port);
-    let dir = std::env::temp_dir().join(format!("spindle-rc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let rc = dir.join("runtime-config.toml");
-    std::fs::write(&rc, format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{port}\"\n"))
-        .unwrap();
+    let rc = runtime_config(port);
     let upstream = Upstream::start(Behaviour::tokens(4, 10, 10)).await;
     let opts = || Options {
         extra_args: vec!["--runtime-config-file".into(), rc.display().to_string()],

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod redis;
 pub mod spindle;
 // Not every suite uses every helper.
 #[allow(unused_imports)]

@@ -3,7 +3,8 @@
 //!
 //! Configured by Spin variables: `llm_url` (API base including `/v1`; empty
 //! means "not configured"), `llm_model`, `llm_api_key`, `llm_timeout_ms`
-//! (connect + response headers), `llm_idle_timeout_ms` (longest silence
+//! (connect + response headers), `llm_max_tokens` (answer length cap),
+//! `llm_idle_timeout_ms` (longest silence
 //! between stream chunks, including before the first token).
 //!
 //! `generate` returns only once the first token has arrived, so every
@@ -42,6 +43,8 @@ struct Config {
     api_key: String,
     timeout: Duration,
     idle_timeout: Duration,
+    /// Answer length cap when the request sets none; 0: the model's own.
+    max_tokens: u32,
 }
 
 impl Config {
@@ -53,6 +56,11 @@ impl Config {
             api_key: variable_or("llm_api_key", "").await,
             timeout: ms(variable_u64("llm_timeout_ms", 30_000).await)?,
             idle_timeout: ms(variable_u64("llm_idle_timeout_ms", 60_000).await)?,
+            max_tokens: variable_u64("llm_max_tokens", 1024)
+                .await
+                .map_err(StepError::InvalidInput)?
+                .try_into()
+                .map_err(|_| StepError::InvalidInput("variable `llm_max_tokens` is too large".into()))?,
         })
     }
 }
@@ -150,7 +158,8 @@ fn role(r: Role) -> &'static str {
 
 async fn start(cfg: &Config, messages: &[Message], options: &GenerateOptions) -> Result<Upstream, StepError> {
     let pairs: Vec<(&str, &str)> = messages.iter().map(|m| (role(m.role), m.content.as_str())).collect();
-    let body = openai::chat_request(&cfg.model, &pairs, options.max_tokens, options.temperature).to_string();
+    let max_tokens = options.max_tokens.or((cfg.max_tokens > 0).then_some(cfg.max_tokens));
+    let body = openai::chat_request(&cfg.model, &pairs, max_tokens, options.temperature).to_string();
     let endpoint = format!("{}/chat/completions", cfg.url);
     let mut req = spin_sdk::http::Request::post(&endpoint)
         .header("content-type", "application/json")

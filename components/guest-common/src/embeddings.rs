@@ -17,10 +17,8 @@ pub fn request(model: &str, inputs: &[&str], input_type: &str) -> Value {
 /// Parses a response to a request of `expected` inputs. `dimension` 0 means
 /// any, as long as every vector has the same one.
 pub fn parse(body: &Value, expected: usize, dimension: usize) -> Result<Vec<Vec<f32>>, String> {
-    let data = body
-        .get("data")
-        .and_then(Value::as_array)
-        .ok_or_else(|| "the response has no `data` list".to_string())?;
+    let data =
+        body.get("data").and_then(Value::as_array).ok_or_else(|| "the response has no `data` list".to_string())?;
     if data.len() != expected {
         return Err(format!("asked for {expected} embeddings, got {}", data.len()));
     }

@@ -74,36 +74,3 @@ mod tests {
         assert!((fused[0].score - 3.0 / 61.0).abs() < 1e-6);
     }
 }
-
-/// Scores that fuse two rankings of the same candidates by RRF: the order
-/// of `primary` and, weighted by `weight`, the order of `prior`. Rank
-/// fusion needs no calibration between cosine similarities and whatever
-/// scale the prior came in.
-pub fn blend_ranks(primary: &[f32], prior: &[f32], weight: f32) -> Vec<f32> {
-    let ranks = |scores: &[f32]| {
-        let mut order: Vec<usize> = (0..scores.len()).collect();
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-        let mut rank = vec![0usize; scores.len()];
-        for (r, i) in order.into_iter().enumerate() {
-            rank[i] = r + 1;
-        }
-        rank
-    };
-    let (a, b) = (ranks(primary), ranks(prior));
-    a.iter().zip(&b).map(|(&ra, &rb)| 1.0 / (DEFAULT_K + ra as f32) + weight / (DEFAULT_K + rb as f32)).collect()
-}
-
-#[cfg(test)]
-mod blend_tests {
-    use super::*;
-
-    #[test]
-    fn weight_zero_is_the_primary_order_and_weight_breaks_ties() {
-        let s = blend_ranks(&[0.1, 0.9, 0.5], &[3.0, 2.0, 1.0], 0.0);
-        assert!(s[1] > s[2] && s[2] > s[0]);
-        // Equal weight: candidate 0 is first by prior, last by similarity;
-        // candidate 1 is first by similarity and second by prior: it wins.
-        let s = blend_ranks(&[0.1, 0.9, 0.5], &[3.0, 2.0, 1.0], 1.0);
-        assert!(s[1] > s[0] && s[1] > s[2]);
-    }
-}

@@ -5,27 +5,27 @@
 //! tokeniser the component queries with, and unit tests run natively.
 
 pub mod bm25;
-pub mod corpus;
-pub mod extractive;
-pub mod lexical;
-pub mod openai;
+pub mod chunk;
 #[cfg(feature = "spin")]
 pub mod component;
+pub mod corpus;
+pub mod embeddings;
+pub mod extractive;
+pub mod fusion;
+pub mod hit;
+pub mod lexical;
+pub mod openai;
+pub mod opensearch;
 #[cfg(feature = "spin")]
 pub mod remote;
+pub mod rerank_api;
 #[cfg(feature = "spin")]
 pub mod runtime;
 #[cfg(feature = "spin")]
 pub mod search;
 pub mod sse;
-pub mod tokenize;
-pub mod chunk;
-pub mod embeddings;
-pub mod fusion;
-pub mod hit;
-pub mod opensearch;
-pub mod rerank_api;
 pub mod stores;
+pub mod tokenize;
 
 /// At most `max` characters of `s`, marked with `…` when cut.
 pub fn truncate(s: &str, max: usize) -> String {

@@ -49,7 +49,6 @@ impl From<RemoteError> for crate::hit::Failure {
     fn from(e: RemoteError) -> Self {
         match e {
             RemoteError::Timeout { .. } => crate::hit::Failure::Timeout(e.to_string()),
-            RemoteError::NotConfigured { .. } | RemoteError::BadConfig(_) => crate::hit::Failure::InvalidInput(e.to_string()),
             _ => crate::hit::Failure::Unavailable(e.to_string()),
         }
     }
@@ -64,12 +63,16 @@ pub fn bearer(key: &str) -> Vec<(String, String)> {
 /// the start of the text.
 fn error_text(body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
-        for key in ["error", "message", "detail", "reason"] {
-            match v.get(key) {
-                Some(Value::String(s)) => return crate::truncate(s, 300),
-                Some(obj @ Value::Object(_)) => return crate::truncate(&crate::opensearch::error_message(obj), 300),
-                _ => {}
-            }
+        let parts: Vec<String> = ["error", "message", "detail", "reason"]
+            .iter()
+            .filter_map(|key| match v.get(key)? {
+                Value::String(s) => Some(s.clone()),
+                obj @ Value::Object(_) => Some(crate::opensearch::error_message(obj)),
+                _ => None,
+            })
+            .collect();
+        if !parts.is_empty() {
+            return crate::truncate(&parts.join(": "), 300);
         }
     }
     let text = String::from_utf8_lossy(body);

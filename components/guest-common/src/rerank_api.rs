@@ -63,9 +63,10 @@ impl Api {
             let slot = scores.get_mut(index).ok_or(format!("result index {index} is out of range"))?;
             *slot = Some(score as f32);
         }
-        scores.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
-            format!("the reranker scored {} of {documents} documents", list.len().min(documents))
-        })
+        scores
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| format!("the reranker scored {} of {documents} documents", list.len().min(documents)))
     }
 }
 

@@ -14,10 +14,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 async fn timeout(name: &str, default_ms: u64) -> Result<Duration, RemoteError> {
-    variable_u64(name, default_ms)
-        .await
-        .map(Duration::from_millis)
-        .map_err(RemoteError::BadConfig)
+    variable_u64(name, default_ms).await.map(Duration::from_millis).map_err(RemoteError::BadConfig)
 }
 
 async fn origin(service: &'static str, variable: &'static str) -> Result<String, RemoteError> {
@@ -47,7 +44,12 @@ impl Keyword {
         }
         let fields = variable_or("opensearch_fields", "text").await;
         Ok(Keyword {
-            service: Service { name: "OpenSearch", base, headers, timeout: timeout("keyword_timeout_ms", 3_000).await? },
+            service: Service {
+                name: "OpenSearch",
+                base,
+                headers,
+                timeout: timeout("keyword_timeout_ms", 3_000).await?,
+            },
             index: variable_or("opensearch_index", "spindle").await,
             fields: fields.split(',').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect(),
         })
@@ -158,7 +160,10 @@ fn encode(v: &[f32]) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> Option<Vec<f32>> {
-    (bytes.len() % 4 == 0).then(|| bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    bytes
+        .len()
+        .is_multiple_of(4)
+        .then(|| bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
 impl Embedder {
@@ -172,7 +177,8 @@ impl Embedder {
             Side::Passage => &self.passage_type,
         };
         let keys: Vec<String> = texts.iter().map(|t| cache_key(&self.model, kind, t)).collect();
-        let mut out: Vec<Option<Vec<f32>>> = keys.iter().map(|k| VECTORS.with(|m| m.borrow().get(k).cloned())).collect();
+        let mut out: Vec<Option<Vec<f32>>> =
+            keys.iter().map(|k| VECTORS.with(|m| m.borrow().get(k).cloned())).collect();
         let store = spin_sdk::key_value::Store::open_default().await.ok();
         if let Some(store) = &store {
             for (slot, key) in out.iter_mut().zip(&keys).filter(|(s, _)| s.is_none()) {

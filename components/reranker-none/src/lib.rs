@@ -4,9 +4,10 @@
 
 use guest_common::hit::Failure;
 
-async fn keep_order(_query: &str, texts: &[&str], _prior: &[f32]) -> Result<Vec<f32>, Failure> {
-    // Descending scores in arrival order; the ranks are what matter.
-    Ok((0..texts.len()).map(|i| 1.0 / (1.0 + i as f32)).collect())
+async fn keep_order(_query: &str, _texts: &[&str], prior: &[f32]) -> Result<Vec<f32>, Failure> {
+    // Retrievers return best first with descending scores, and the sort
+    // is stable: the incoming scores keep the incoming order.
+    Ok(prior.to_vec())
 }
 
 guest_common::export_reranker!(NoReranker, keep_order);

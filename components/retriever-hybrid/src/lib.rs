@@ -29,14 +29,13 @@ async fn vector(r: &Request, k: u32) -> Result<Vec<Hit>, RemoteError> {
 }
 
 async fn search(r: Request) -> Result<Found, Failure> {
-    let rrf_k = match variable_or("hybrid_rrf_k", "").await {
-        s if s.is_empty() => DEFAULT_K,
-        s => s
-            .parse::<f32>()
-            .ok()
-            .filter(|k| *k >= 0.0)
-            .ok_or_else(|| Failure::InvalidInput(format!("variable `hybrid_rrf_k` must be a number ≥ 0, got `{s}`")))?,
-    };
+    let rrf_k =
+        match variable_or("hybrid_rrf_k", "").await {
+            s if s.is_empty() => DEFAULT_K,
+            s => s.parse::<f32>().ok().filter(|k| *k >= 0.0).ok_or_else(|| {
+                Failure::InvalidInput(format!("variable `hybrid_rrf_k` must be a number ≥ 0, got `{s}`"))
+            })?,
+        };
     let depth = r.top_k * 2;
     let (kw, vec) = futures::join!(keyword(&r, depth), vector(&r, depth));
     let mut lists = Vec::new();

@@ -92,7 +92,11 @@ fn targets(vars: &Resolver, timeout: Duration) -> anyhow::Result<Targets> {
             service: http::Service::new(
                 "the embeddings endpoint",
                 &get("embeddings_url"),
-                if embed_key.is_empty() { Vec::new() } else { vec![("authorization".into(), format!("Bearer {embed_key}"))] },
+                if embed_key.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![("authorization".into(), format!("Bearer {embed_key}"))]
+                },
                 timeout,
             ),
             path: get("embeddings_path"),
@@ -118,7 +122,8 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
         bail!("--batch must be at least 1");
     }
 
-    let cfg = Chunking { max_units: args.chunk_tokens, overlap_units: args.overlap_tokens.min(args.chunk_tokens / 2.0) };
+    let cfg =
+        Chunking { max_units: args.chunk_tokens, overlap_units: args.overlap_tokens.min(args.chunk_tokens / 2.0) };
     let mut documents = 0;
     let mut chunks: Vec<Chunk> = Vec::new();
     for file in &args.files {
@@ -137,8 +142,10 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
     }
     let bar = ProgressBar::new(chunks.len() as u64);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} chunks ({per_sec}, eta {eta})")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} chunks ({per_sec}, eta {eta})",
+        )
+        .expect("valid template"),
     );
     let mut failures: Vec<String> = Vec::new();
     let mut vector_written = 0usize;

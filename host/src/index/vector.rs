@@ -43,7 +43,8 @@ impl VectorIndex {
         match self.store {
             Store::Chroma => {
                 if recreate {
-                    let (status, body) = self.service.call("DELETE", &chroma::collection_path(&self.collection), None)?;
+                    let (status, body) =
+                        self.service.call("DELETE", &chroma::collection_path(&self.collection), None)?;
                     if status != 404 && !(200..300).contains(&status) {
                         bail!("cannot delete collection {}: HTTP {status}: {body}", self.collection);
                     }
@@ -60,7 +61,8 @@ impl VectorIndex {
                 let path = format!("{}?collectionName={}", milvus::DESCRIBE, self.collection);
                 let exists = milvus::data(&self.service.ok("GET", &path, None)?).is_ok();
                 if !exists {
-                    let answer = self.service.post_json(milvus::CREATE, &milvus::create_body(&self.collection, dimension))?;
+                    let answer =
+                        self.service.post_json(milvus::CREATE, &milvus::create_body(&self.collection, dimension))?;
                     milvus::data(&answer).map_err(anyhow::Error::msg).context("creating the Milvus collection")?;
                 }
             }
@@ -96,4 +98,3 @@ impl VectorIndex {
         })
     }
 }
-

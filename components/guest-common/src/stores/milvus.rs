@@ -42,7 +42,12 @@ pub fn filter_expr(filters: &[(String, String)]) -> Result<String, String> {
         .map(|terms| terms.join(" and "))
 }
 
-pub fn search_body(collection: &str, vector: &[f32], filters: &[(String, String)], limit: u32) -> Result<Value, String> {
+pub fn search_body(
+    collection: &str,
+    vector: &[f32],
+    filters: &[(String, String)],
+    limit: u32,
+) -> Result<Value, String> {
     let mut body = json!({
         "collectionName": collection,
         "vector": vector,
@@ -79,7 +84,10 @@ pub fn parse_search(body: &Value) -> Result<Vec<Hit>, String> {
             let score = row.get("distance").and_then(Value::as_f64).unwrap_or(0.0) as f32;
             let mut fields: Map<String, Value> =
                 row.iter().filter(|(k, _)| k.as_str() != METADATA).map(|(k, v)| (k.clone(), v.clone())).collect();
-            let extra = row.get(METADATA).and_then(Value::as_str).and_then(|s| serde_json::from_str::<Map<String, Value>>(s).ok());
+            let extra = row
+                .get(METADATA)
+                .and_then(Value::as_str)
+                .and_then(|s| serde_json::from_str::<Map<String, Value>>(s).ok());
             for (k, v) in extra.into_iter().flatten() {
                 fields.entry(k).or_insert(v);
             }
