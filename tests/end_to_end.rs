@@ -52,6 +52,7 @@ fn variables(b: &Backends) -> Vec<(String, String)> {
     [
         ("opensearch_url", b.opensearch.as_str()),
         ("opensearch_index", INDEX),
+        ("opensearch_fields", "text_en,text_zh"),
         ("vector_url", b.chroma.as_str()),
         ("vector_collection", INDEX),
         ("embeddings_url", b.embeddings.as_str()),

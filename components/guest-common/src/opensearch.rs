@@ -91,10 +91,34 @@ pub fn document(c: &Chunk) -> Value {
     Value::Object(doc)
 }
 
-/// Index mappings: `text` analysed with `analyzer`, everything else exact.
-pub fn mapping(analyzer: &str, metadata_keys: &[&str]) -> Value {
+/// How an index analyses text: `default` for the `text` field and, for a
+/// chunk whose `lang` metadata has an entry in `per_language`, a copy in
+/// `text_<lang>` analysed for that language (stemming for English, bigrams
+/// for Chinese ...). One analyzer cannot serve both: `cjk` does not stem
+/// English, `english` splits Chinese into single characters. Search them
+/// with `opensearch_fields = "text_en,text_zh"`.
+#[derive(Debug, Clone, Default)]
+pub struct Analysis {
+    pub default: String,
+    pub per_language: Vec<(String, String)>,
+}
+
+impl Analysis {
+    fn field_for(&self, c: &Chunk) -> Option<String> {
+        let lang = c.metadata.iter().find(|(k, _)| k == "lang").map(|(_, v)| v)?;
+        self.per_language.iter().any(|(l, _)| l == lang).then(|| format!("{}_{lang}", chunk::TEXT))
+    }
+}
+
+/// Index mappings: the text fields analysed per [`Analysis`], everything
+/// else exact (`keyword`), so filters are `term` matches.
+pub fn mapping(analysis: &Analysis, metadata_keys: &[&str]) -> Value {
+    let analyzer = analysis.default.as_str();
     let mut props = Map::new();
     props.insert(chunk::TEXT.into(), json!({ "type": "text", "analyzer": analyzer }));
+    for (lang, language_analyzer) in &analysis.per_language {
+        props.insert(format!("{}_{lang}", chunk::TEXT), json!({ "type": "text", "analyzer": language_analyzer }));
+    }
     props.insert(chunk::TITLE.into(), json!({ "type": "text", "analyzer": analyzer }));
     props.insert(chunk::URL.into(), json!({ "type": "keyword" }));
     props.insert(chunk::DOC_ID.into(), json!({ "type": "keyword" }));
@@ -105,12 +129,16 @@ pub fn mapping(analyzer: &str, metadata_keys: &[&str]) -> Value {
 }
 
 /// An NDJSON `_bulk` body indexing `chunks` under their ids.
-pub fn bulk_body(index: &str, chunks: &[Chunk]) -> String {
+pub fn bulk_body(index: &str, chunks: &[Chunk], analysis: &Analysis) -> String {
     let mut out = String::new();
     for c in chunks {
         out.push_str(&json!({ "index": { "_index": index, "_id": c.id } }).to_string());
         out.push('\n');
-        out.push_str(&document(c).to_string());
+        let mut doc = document(c);
+        if let (Some(field), Some(fields)) = (analysis.field_for(c), doc.as_object_mut()) {
+            fields.insert(field, json!(c.text));
+        }
+        out.push_str(&doc.to_string());
         out.push('\n');
     }
     out
@@ -178,10 +206,16 @@ mod tests {
             url: None,
             metadata: vec![("lang".into(), "en".into())],
         };
-        let body = bulk_body("idx", &[c]);
+        let analysis = Analysis { default: "cjk".into(), per_language: vec![("en".into(), "english".into())] };
+        let body = bulk_body("idx", &[c], &analysis);
         let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines[0]["index"]["_id"], "d#0");
         assert_eq!(lines[1]["lang"], "en");
+        assert_eq!(lines[1]["text_en"], "x", "an English chunk gets its English-analysed copy");
+        let props = &mapping(&analysis, &["lang"])["mappings"]["properties"];
+        assert_eq!(props["text_en"]["analyzer"], "english");
+        assert_eq!(props["text"]["analyzer"], "cjk");
+        assert_eq!(props["lang"]["type"], "keyword");
         let resp = json!({"errors": true, "items": [{"index": {"_id": "d#0", "status": 400, "error": {"type": "mapper_parsing_exception", "reason": "bad"}}}]});
         assert_eq!(bulk_failures(&resp), ["d#0: mapper_parsing_exception: bad"]);
     }

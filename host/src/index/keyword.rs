@@ -9,12 +9,13 @@ use guest_common::opensearch;
 pub struct KeywordIndex {
     pub service: Service,
     pub index: String,
+    pub analysis: opensearch::Analysis,
 }
 
 impl KeywordIndex {
     /// Creates the index with Spindle's mappings if it does not exist
     /// (deleting it first when `recreate`).
-    pub fn prepare(&self, recreate: bool, analyzer: &str, metadata_keys: &[&str]) -> anyhow::Result<()> {
+    pub fn prepare(&self, recreate: bool, metadata_keys: &[&str]) -> anyhow::Result<()> {
         let path = format!("/{}", self.index);
         if recreate {
             let (status, body) = self.service.call("DELETE", &path, None)?;
@@ -24,7 +25,7 @@ impl KeywordIndex {
         }
         let (status, _) = self.service.call("HEAD", &path, None)?;
         if status == 404 {
-            let mapping = opensearch::mapping(analyzer, metadata_keys);
+            let mapping = opensearch::mapping(&self.analysis, metadata_keys);
             self.service.ok("PUT", &path, Some(("application/json", mapping.to_string())))?;
         }
         Ok(())
@@ -32,7 +33,7 @@ impl KeywordIndex {
 
     /// Indexes one batch; returns the per-chunk failures.
     pub fn write(&self, chunks: &[Chunk]) -> anyhow::Result<Vec<String>> {
-        let body = opensearch::bulk_body(&self.index, chunks);
+        let body = opensearch::bulk_body(&self.index, chunks, &self.analysis);
         let answer = self.service.ok("POST", "/_bulk", Some(("application/x-ndjson", body)))?;
         Ok(opensearch::bulk_failures(&answer))
     }

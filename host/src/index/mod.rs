@@ -19,6 +19,7 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use guest_common::chunk::{Chunk, Chunking, chunk_document};
 use guest_common::corpus::parse_jsonl;
+use guest_common::opensearch;
 use guest_common::stores::Store;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -48,9 +49,24 @@ pub struct IndexArgs {
     /// splits Chinese into bigrams and handles English too).
     #[arg(long, default_value = "cjk")]
     analyzer: String,
+    /// Per-language copies of the text, `LANG=ANALYZER,...`: a chunk whose
+    /// `lang` metadata is LANG is also indexed in `text_<LANG>` with that
+    /// analyzer. Empty: none.
+    #[arg(long, default_value = "en=english,zh=cjk")]
+    lang_analyzers: String,
+    /// Which configured stores to write: `keyword`, `vector` or both
+    /// (e.g. re-index only the keyword store after changing its analyzers).
+    #[arg(long, value_delimiter = ',', default_value = "keyword,vector")]
+    stores: Vec<StoreKind>,
     /// Timeout of one call to a store or the embeddings endpoint, seconds.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StoreKind {
+    Keyword,
+    Vector,
 }
 
 struct Targets {
@@ -58,7 +74,23 @@ struct Targets {
     vector: Option<(vector::VectorIndex, vector::Embedder)>,
 }
 
-fn targets(vars: &Resolver, timeout: Duration) -> anyhow::Result<Targets> {
+fn analysis(args: &IndexArgs) -> anyhow::Result<opensearch::Analysis> {
+    let per_language = args
+        .lang_analyzers
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((lang, analyzer)) if !lang.trim().is_empty() && !analyzer.trim().is_empty() => {
+                Ok((lang.trim().to_string(), analyzer.trim().to_string()))
+            }
+            _ => bail!("--lang-analyzers: expected LANG=ANALYZER, got `{pair}`"),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(opensearch::Analysis { default: args.analyzer.clone(), per_language })
+}
+
+fn targets(vars: &Resolver, timeout: Duration, analysis: opensearch::Analysis) -> anyhow::Result<Targets> {
     let get = |name: &str| vars.get(name).unwrap_or("").trim().to_string();
     let keyword = (!get("opensearch_url").is_empty()).then(|| {
         let mut headers = Vec::new();
@@ -72,6 +104,7 @@ fn targets(vars: &Resolver, timeout: Duration) -> anyhow::Result<Targets> {
         keyword::KeywordIndex {
             service: http::Service::new("OpenSearch", &get("opensearch_url"), headers, timeout),
             index: get("opensearch_index"),
+            analysis,
         }
     });
     let vector = if get("vector_url").is_empty() {
@@ -117,7 +150,16 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let app = App::load(&args.manifest)?;
     let vars = Resolver::new(&app.manifest, |k| std::env::var(k).ok())?;
-    let mut targets = targets(&vars, Duration::from_secs(args.timeout_secs))?;
+    let mut targets = targets(&vars, Duration::from_secs(args.timeout_secs), analysis(&args)?)?;
+    if !args.stores.contains(&StoreKind::Keyword) {
+        targets.keyword = None;
+    }
+    if !args.stores.contains(&StoreKind::Vector) {
+        targets.vector = None;
+    }
+    if targets.keyword.is_none() && targets.vector.is_none() {
+        bail!("--stores leaves no configured store to write");
+    }
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -138,7 +180,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
     eprintln!("{documents} documents, {} chunks from {} file(s)", chunks.len(), args.files.len());
 
     if let Some(k) = &targets.keyword {
-        k.prepare(args.recreate, &args.analyzer, &metadata_keys)?;
+        k.prepare(args.recreate, &metadata_keys)?;
     }
     let bar = ProgressBar::new(chunks.len() as u64);
     bar.set_style(
