@@ -43,6 +43,23 @@ pub fn order(scores: &[f32], top_n: u32) -> Vec<(usize, f32)> {
     order
 }
 
+/// Maps a [`Failure`] to the `step-error` of the calling component's
+/// bindings (each component has its own generated type).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __step_error {
+    ($failure:expr) => {{
+        use bindings::spindle::types::types::StepError;
+        use $crate::hit::Failure;
+        match $failure {
+            Failure::InvalidInput(m) => StepError::InvalidInput(m),
+            Failure::Unavailable(m) => StepError::Unavailable(m),
+            Failure::Timeout(m) => StepError::Timeout(m),
+            Failure::Internal(m) => StepError::Internal(m),
+        }
+    }};
+}
+
 /// Exports `spindle:retriever` from `async fn(Request) -> Result<Found, Failure>`.
 #[macro_export]
 macro_rules! export_retriever {
@@ -63,14 +80,8 @@ macro_rules! export_retriever {
                 q: bindings::spindle::types::types::Query,
             ) -> Result<bindings::exports::spindle::retriever::retriever::Retrieval, bindings::spindle::types::types::StepError>
             {
-                use bindings::spindle::types::types::{Passage, StepError};
-                use $crate::hit::Failure;
-                let to_step = |f: Failure| match f {
-                    Failure::InvalidInput(m) => StepError::InvalidInput(m),
-                    Failure::Unavailable(m) => StepError::Unavailable(m),
-                    Failure::Timeout(m) => StepError::Timeout(m),
-                    Failure::Internal(m) => StepError::Internal(m),
-                };
+                use bindings::spindle::types::types::Passage;
+                let to_step = |f: $crate::hit::Failure| $crate::__step_error!(f);
                 let request = $crate::component::Request::new(q.text, q.top_k, q.filters).map_err(to_step)?;
                 let found = $search(request).await.map_err(to_step)?;
                 let passages = found
@@ -116,20 +127,13 @@ macro_rules! export_reranker {
                 passages: Vec<bindings::spindle::types::types::Passage>,
                 top_n: u32,
             ) -> Result<Vec<bindings::spindle::types::types::Passage>, bindings::spindle::types::types::StepError> {
-                use bindings::spindle::types::types::StepError;
-                use $crate::hit::Failure;
                 if passages.is_empty() || top_n == 0 {
                     return Ok(Vec::new());
                 }
                 let scores = {
                     let texts: Vec<&str> = passages.iter().map(|p| p.text.as_str()).collect();
                     let prior: Vec<f32> = passages.iter().map(|p| p.score).collect();
-                    $score(&query, &texts, &prior).await.map_err(|f| match f {
-                        Failure::InvalidInput(m) => StepError::InvalidInput(m),
-                        Failure::Unavailable(m) => StepError::Unavailable(m),
-                        Failure::Timeout(m) => StepError::Timeout(m),
-                        Failure::Internal(m) => StepError::Internal(m),
-                    })?
+                    $score(&query, &texts, &prior).await.map_err(|f| $crate::__step_error!(f))?
                 };
                 let mut slots: Vec<Option<_>> = passages.into_iter().map(Some).collect();
                 Ok($crate::component::order(&scores, top_n)
