@@ -52,6 +52,11 @@ pub fn engine(cache_dir: Option<&Path>, limits: &Limits) -> anyhow::Result<Engin
     config.wasm_component_model(true);
     config.wasm_component_model_async(true);
     config.epoch_interruption(true);
+    // `perf record` can name wasm functions only through a perf map
+    // (/tmp/perf-<pid>.map); off by default, it costs a write per function.
+    if std::env::var_os("SPINDLE_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let mut pool = PoolingAllocationConfig::default();
     // A composed app has one core instance, memory and table per step
     // component plus adapters: room for 16 of each per component instance.
