@@ -14,6 +14,9 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
+/// Tokens of a passage, by (hash, length) of its text.
+type TokenCache = HashMap<(u64, usize), Rc<Vec<String>>>;
+
 /// Most passages whose tokens an instance keeps.
 const TOKEN_CACHE_ENTRIES: usize = 4096;
 
@@ -23,7 +26,7 @@ thread_local! {
     /// of a request under load (a perf profile at 1,000 concurrent streams:
     /// 18% of spindle's CPU in this reranker), and an instance serves many
     /// requests whose candidates mostly repeat.
-    static TOKENS: RefCell<HashMap<(u64, usize), Rc<Vec<String>>>> = RefCell::new(HashMap::new());
+    static TOKENS: RefCell<TokenCache> = RefCell::new(HashMap::new());
 }
 
 fn tokens_of(text: &str) -> Rc<Vec<String>> {
