@@ -4,6 +4,7 @@
 //! host too: the BM25 index is built by a build script with the same
 //! tokeniser the component queries with, and unit tests run natively.
 
+pub mod auth;
 pub mod bm25;
 pub mod chunk;
 #[cfg(feature = "spin")]

@@ -54,11 +54,6 @@ impl From<RemoteError> for crate::hit::Failure {
     }
 }
 
-/// An `Authorization: Bearer` header, or none for an empty key.
-pub fn bearer(key: &str) -> Vec<(String, String)> {
-    if key.is_empty() { Vec::new() } else { vec![("authorization".into(), format!("Bearer {key}"))] }
-}
-
 /// A short human message out of an error body: the usual JSON fields, else
 /// the start of the text.
 fn error_text(body: &[u8]) -> String {

@@ -3,12 +3,12 @@
 //! endpoint, and nearest-neighbour search on a vector store. Shared by the
 //! single retrievers, the hybrid retriever and the embedding reranker.
 
+use crate::auth;
 use crate::hit::Hit;
-use crate::remote::{RemoteError, Service, bearer};
+use crate::remote::{RemoteError, Service};
 use crate::runtime::{variable_or, variable_u64};
 use crate::stores::{Store, chroma, milvus};
 use crate::{embeddings, opensearch};
-use base64::Engine;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,16 +32,11 @@ pub struct Keyword {
 impl Keyword {
     pub async fn load() -> Result<Self, RemoteError> {
         let base = origin("OpenSearch", "opensearch_url").await?;
-        let user = variable_or("opensearch_username", "").await;
-        let password = variable_or("opensearch_password", "").await;
-        let api_key = variable_or("opensearch_api_key", "").await;
-        let mut headers = Vec::new();
-        if !api_key.is_empty() {
-            headers.push(("authorization".into(), format!("ApiKey {api_key}")));
-        } else if !user.is_empty() {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-            headers.push(("authorization".into(), format!("Basic {token}")));
-        }
+        let headers = auth::opensearch(
+            &variable_or("opensearch_username", "").await,
+            &variable_or("opensearch_password", "").await,
+            &variable_or("opensearch_api_key", "").await,
+        );
         let fields = variable_or("opensearch_fields", "text").await;
         Ok(Keyword {
             service: Service {
@@ -106,7 +101,7 @@ impl Embedder {
             service: Service {
                 name: "the embeddings endpoint",
                 base,
-                headers: bearer(&variable_or("embeddings_api_key", "").await),
+                headers: auth::bearer(&variable_or("embeddings_api_key", "").await),
                 timeout: timeout("embeddings_timeout_ms", 5_000).await?,
             },
             path: variable_or("embeddings_path", "/v1/embeddings").await,
@@ -237,12 +232,7 @@ impl Vector {
     pub async fn load() -> Result<Self, RemoteError> {
         let base = origin("the vector store", "vector_url").await?;
         let store: Store = variable_or("vector_store", "chroma").await.parse().map_err(RemoteError::BadConfig)?;
-        let key = variable_or("vector_api_key", "").await;
-        let headers = match (store, key.is_empty()) {
-            (_, true) => Vec::new(),
-            (Store::Chroma, false) => vec![("x-chroma-token".into(), key)],
-            (Store::Milvus, false) => bearer(&key),
-        };
+        let headers = auth::vector_store(store, &variable_or("vector_api_key", "").await);
         let name = match store {
             Store::Chroma => "Chroma",
             Store::Milvus => "Milvus",

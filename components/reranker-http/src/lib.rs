@@ -4,8 +4,9 @@
 //! Variables: `rerank_url` (origin), `rerank_path` (default per API),
 //! `rerank_model`, `rerank_api_key`, `rerank_timeout_ms`.
 
+use guest_common::auth::bearer;
 use guest_common::hit::Failure;
-use guest_common::remote::{RemoteError, Service, bearer};
+use guest_common::remote::{RemoteError, Service};
 use guest_common::rerank_api::Api;
 use guest_common::runtime::{variable_or, variable_u64};
 use std::time::Duration;

@@ -16,7 +16,7 @@ mod vector;
 use crate::manifest::App;
 use crate::variables::Resolver;
 use anyhow::{Context, bail};
-use base64::Engine;
+use guest_common::auth;
 use guest_common::chunk::{Chunk, Chunking, chunk_document};
 use guest_common::corpus::parse_jsonl;
 use guest_common::opensearch;
@@ -93,14 +93,8 @@ fn analysis(args: &IndexArgs) -> anyhow::Result<opensearch::Analysis> {
 fn targets(vars: &Resolver, timeout: Duration, analysis: opensearch::Analysis) -> anyhow::Result<Targets> {
     let get = |name: &str| vars.get(name).unwrap_or("").trim().to_string();
     let keyword = (!get("opensearch_url").is_empty()).then(|| {
-        let mut headers = Vec::new();
-        if !get("opensearch_api_key").is_empty() {
-            headers.push(("authorization".into(), format!("ApiKey {}", get("opensearch_api_key"))));
-        } else if !get("opensearch_username").is_empty() {
-            let pair = format!("{}:{}", get("opensearch_username"), get("opensearch_password"));
-            let token = base64::engine::general_purpose::STANDARD.encode(pair);
-            headers.push(("authorization".into(), format!("Basic {token}")));
-        }
+        let headers =
+            auth::opensearch(&get("opensearch_username"), &get("opensearch_password"), &get("opensearch_api_key"));
         keyword::KeywordIndex {
             service: http::Service::new("OpenSearch", &get("opensearch_url"), headers, timeout),
             index: get("opensearch_index"),
@@ -114,22 +108,12 @@ fn targets(vars: &Resolver, timeout: Duration, analysis: opensearch::Analysis) -
             bail!("vector_url is set but embeddings_url is not: the vector store needs embeddings");
         }
         let store: Store = get("vector_store").parse().map_err(anyhow::Error::msg)?;
-        let key = get("vector_api_key");
-        let headers = match (store, key.is_empty()) {
-            (_, true) => Vec::new(),
-            (Store::Chroma, false) => vec![("x-chroma-token".to_string(), key)],
-            (Store::Milvus, false) => vec![("authorization".to_string(), format!("Bearer {key}"))],
-        };
-        let embed_key = get("embeddings_api_key");
+        let headers = auth::vector_store(store, &get("vector_api_key"));
         let embedder = vector::Embedder {
             service: http::Service::new(
                 "the embeddings endpoint",
                 &get("embeddings_url"),
-                if embed_key.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![("authorization".into(), format!("Bearer {embed_key}"))]
-                },
+                auth::bearer(&get("embeddings_api_key")),
                 timeout,
             ),
             path: get("embeddings_path"),
