@@ -15,8 +15,10 @@ mod openai_route;
 mod openapi;
 mod pipeline;
 mod sse_route;
+mod stream_body;
 
 use spin_sdk::http::{BoxBody, IntoResponse, Method, Request, Response, box_body};
+use stream_body::buffered;
 
 /// The chat page: one self-contained file, no external assets.
 const PAGE: &str = include_str!("page.html");
@@ -46,21 +48,21 @@ async fn handle(req: Request) -> impl IntoResponse {
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/api/chat/stream") | (Method::POST, "/api/chat/stream") => sse_route::handle(req).await,
         (Method::POST, "/v1/chat/completions") => openai_route::completions(req).await,
-        (Method::GET, "/v1/models") => openai_route::models().await,
-        (Method::GET, "/") => page(),
-        (Method::GET, "/openapi.json") => openapi::spec(),
+        (Method::GET, "/v1/models") => buffered(openai_route::models().await),
+        (Method::GET, "/") => buffered(page()),
+        (Method::GET, "/openapi.json") => buffered(openapi::spec()),
         (Method::GET, p) if p.starts_with("/docs") => {
-            openapi::docs(p).unwrap_or_else(|| api::error(404, "not_found", &format!("no route for {p}")))
+            buffered(openapi::docs(p).unwrap_or_else(|| api::error(404, "not_found", &format!("no route for {p}"))))
         }
-        (Method::GET, "/healthz") => api::json(200, &serde_json::json!({"status": "ok"})),
+        (Method::GET, "/healthz") => buffered(api::json(200, &serde_json::json!({"status": "ok"}))),
         (method, p) => match ROUTES.iter().find(|(r, _)| *r == p) {
             Some((_, allow)) => {
                 let mut res =
                     api::error(405, "method_not_allowed", &format!("{method} is not allowed on {p}; use {allow}"));
                 res.headers_mut().insert("allow", spin_sdk::http::HeaderValue::from_static(allow));
-                res
+                buffered(res)
             }
-            None => api::error(404, "not_found", &format!("no route for {p}")),
+            None => buffered(api::error(404, "not_found", &format!("no route for {p}"))),
         },
     }
 }

@@ -8,11 +8,11 @@ use crate::api::{self, ChatRequest};
 use crate::bindings::{Message, Role, generator};
 use crate::events::{Done, Event, Source};
 use crate::pipeline::{self, Gone, Sink};
-use futures::SinkExt;
-use futures::channel::mpsc::Sender;
+use crate::stream_body::{self, StreamBody};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use spin_sdk::http::{BoxBody, Request, Response, body};
+use spin_sdk::http::{BoxBody, Request, Response};
+use spin_sdk::wasip3::http::types::{self, ErrorCode};
 
 /// An OpenAI chat-completions request (the fields Spindle reads).
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -124,28 +124,39 @@ async fn parse(req: Request) -> Result<(ChatRequest, bool, bool), Response<BoxBo
     Ok((chat, body.stream, include_usage))
 }
 
-pub async fn completions(req: Request) -> Response<BoxBody> {
+pub async fn completions(req: Request) -> Result<types::Response, ErrorCode> {
     let (chat, stream, include_usage) = match parse(req).await {
         Ok(p) => p,
-        Err(res) => return res,
+        Err(res) => return stream_body::buffered(res),
     };
     let deadlines = match pipeline::Deadlines::load().await {
         Ok(d) => d,
-        Err(e) => return error(500, "configuration_error", &e),
+        Err(e) => return stream_body::buffered(error(500, "configuration_error", &e)),
     };
     let id = format!("chatcmpl-{}", chat.request_id);
     if stream {
-        let (tx, body) = body::stream::<String>();
-        let request_id = chat.request_id.clone();
-        let mut sink =
-            ChunkSink { tx, id, model: String::new(), created: now_secs(), include_usage, sources: Vec::new() };
+        let (body, response) = stream_body::sse(&chat.request_id)?;
+        let mut sink = ChunkSink {
+            body: body.clone(),
+            id,
+            model: String::new(),
+            created: now_secs(),
+            include_usage,
+            sources: Vec::new(),
+        };
         spin_sdk::wasip3::spawn(async move {
             let _ = pipeline::run(chat, &deadlines, &mut sink).await;
+            body.finish().await;
         });
-        return crate::sse_route::stream_response(request_id, body);
+        return Ok(response);
     }
+    stream_body::buffered(complete(chat, &deadlines, id).await)
+}
+
+/// The whole answer in one `chat.completion` response.
+async fn complete(chat: ChatRequest, deadlines: &pipeline::Deadlines, id: String) -> Response<BoxBody> {
     let mut collected = Collected::default();
-    let _ = pipeline::run(chat, &deadlines, &mut collected).await;
+    let _ = pipeline::run(chat, deadlines, &mut collected).await;
     if let Some((code, message)) = collected.error {
         return error(502, &code, &message);
     }
@@ -172,7 +183,7 @@ fn usage_json(done: &Done) -> Value {
 
 /// Encodes pipeline events as `chat.completion.chunk`s.
 struct ChunkSink {
-    tx: Sender<String>,
+    body: StreamBody,
     id: String,
     model: String,
     created: u64,
@@ -196,7 +207,7 @@ impl ChunkSink {
     }
 
     async fn write(&mut self, data: String) -> Result<(), Gone> {
-        self.tx.send(data).await.map_err(|_| Gone)
+        self.body.send(data).await
     }
 }
 

@@ -117,19 +117,7 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
     };
 
     let t = Instant::now();
-    let passages: Vec<Passage> = if retrieved.is_empty() {
-        retrieved
-    } else {
-        let reranked = deadline(limits.rerank, reranker::rerank(req.query.clone(), retrieved.clone(), req.top_k)).await;
-        match reranked.unwrap_or_else(|| Err(timed_out(limits.rerank))) {
-            Ok(p) => p,
-            Err(e) => {
-                // Retrieval order is still a useful answer basis.
-                degraded.push(format!("reranker: {}", describe(&e)));
-                retrieved.into_iter().take(req.top_k as usize).collect()
-            }
-        }
-    };
+    let passages = rerank(&req, retrieved, limits, &mut degraded).await;
     timings.rerank = ms_since(t);
 
     let sources = passages
@@ -174,6 +162,9 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
         fallback = Some("no language model is configured".to_string());
         None
     };
+    // A stream lives for seconds and thousands run at once: keep only what
+    // the rest of it needs (the extractive fallback needs the passages).
+    let passages = if stream.is_some() { Vec::new() } else { passages };
     match stream {
         Some(mut rx) => {
             while let Some(chunk) = rx.next().await {
@@ -236,6 +227,29 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
         cache: cache_status,
     }))
     .await
+}
+
+/// Reranks `retrieved` down to `top_k`; on a reranker failure keeps the
+/// retrieval order and notes it in `degraded`. Takes the candidates by value
+/// so they are freed before the answer streams.
+async fn rerank(
+    req: &ChatRequest,
+    retrieved: Vec<Passage>,
+    limits: &Deadlines,
+    degraded: &mut Vec<String>,
+) -> Vec<Passage> {
+    if retrieved.is_empty() {
+        return retrieved;
+    }
+    let reranked = deadline(limits.rerank, reranker::rerank(req.query.clone(), retrieved.clone(), req.top_k)).await;
+    match reranked.unwrap_or_else(|| Err(timed_out(limits.rerank))) {
+        Ok(p) => p,
+        Err(e) => {
+            // Retrieval order is still a useful answer basis.
+            degraded.push(format!("reranker: {}", describe(&e)));
+            retrieved.into_iter().take(req.top_k as usize).collect()
+        }
+    }
 }
 
 /// Streams a cached answer: its sources, its text in the pieces it was

@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 
 /// One thing an upstream stream event carries.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,26 +37,33 @@ impl std::fmt::Display for StreamError {
     }
 }
 
+/// One `chat.completion.chunk`, parsed in a single pass: the fields Spindle
+/// reads are typed and borrowed where the JSON allows (content without
+/// escapes), everything else is skipped without being built. This runs once
+/// per token, so a `serde_json::Value` tree per chunk was a measurable cost.
 #[derive(Deserialize)]
-struct Chunk {
-    #[serde(default)]
-    choices: Vec<Choice>,
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    choices: Option<Vec<Choice<'a>>>,
     #[serde(default)]
     usage: Option<Usage>,
+    /// Present only on in-band errors; kept as a tree to read its message.
+    #[serde(default)]
+    error: Option<Value>,
 }
 
 #[derive(Deserialize)]
-struct Choice {
-    #[serde(default)]
-    delta: Delta,
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
     #[serde(default)]
     finish_reason: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-struct Delta {
-    #[serde(default)]
-    content: Option<String>,
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -72,20 +80,18 @@ pub fn parse_event(data: &str) -> Result<Vec<StreamItem>, StreamError> {
     if data == "[DONE]" {
         return Ok(vec![StreamItem::Done]);
     }
-    let value: Value =
+    let chunk: Chunk<'_> =
         serde_json::from_str(data).map_err(|e| StreamError::Malformed(format!("{e}: {}", preview(data))))?;
-    if let Some(err) = value.get("error") {
+    if let Some(err) = &chunk.error {
         return Err(StreamError::Upstream(error_message(err)));
     }
-    if value.get("choices").is_none() && value.get("usage").is_none() {
+    if chunk.choices.is_none() && chunk.usage.is_none() {
         return Err(StreamError::Malformed(format!("no `choices`: {}", preview(data))));
     }
-    let chunk: Chunk =
-        serde_json::from_value(value).map_err(|e| StreamError::Malformed(format!("{e}: {}", preview(data))))?;
     let mut items = Vec::new();
-    for choice in chunk.choices.into_iter().take(1) {
-        if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
-            items.push(StreamItem::Text(text));
+    if let Some(choice) = chunk.choices.into_iter().flatten().next() {
+        if let Some(text) = choice.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
+            items.push(StreamItem::Text(text.into_owned()));
         }
         if let Some(reason) = choice.finish_reason {
             items.push(StreamItem::Finish(reason));
@@ -160,6 +166,12 @@ mod tests {
         let u = r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
         assert_eq!(parse_event(u).unwrap(), vec![StreamItem::Usage { prompt_tokens: 3, completion_tokens: 2 }]);
         assert_eq!(parse_event("[DONE]").unwrap(), vec![StreamItem::Done]);
+        // Escaped content cannot be borrowed; it must still come out decoded.
+        let e = r#"{"choices":[{"delta":{"content":"a\"b\n\u4e2d"},"finish_reason":null}]}"#;
+        assert_eq!(parse_event(e).unwrap(), vec![StreamItem::Text("a\"b\n中".into())]);
+        // Servers send `"delta": null` or `"content": null` on the last chunk.
+        let n = r#"{"choices":[{"delta":null,"finish_reason":"length"}]}"#;
+        assert_eq!(parse_event(n).unwrap(), vec![StreamItem::Finish("length".into())]);
     }
 
     #[test]
@@ -170,6 +182,8 @@ mod tests {
         );
         assert!(matches!(parse_event("{not json"), Err(StreamError::Malformed(_))));
         assert!(matches!(parse_event(r#"{"foo":1}"#), Err(StreamError::Malformed(_))));
+        assert!(matches!(parse_event(r#"{"choices":[{"delta":{"content":7}}]}"#), Err(StreamError::Malformed(_))));
+        assert_eq!(parse_event(r#"{"error":"quota"}"#), Err(StreamError::Upstream("quota".into())));
         assert_eq!(error_body_message(br#"{"error":{"message":"bad key"}}"#), "bad key");
     }
 }

@@ -13,11 +13,16 @@ pub fn event(name: Option<&str>, data: &str) -> String {
         out.push_str(name);
         out.push('\n');
     }
-    let data = data.replace("\r\n", "\n").replace('\r', "\n");
-    for line in data.split('\n') {
-        out.push_str("data: ");
-        out.push_str(line);
-        out.push('\n');
+    // One `data:` line per line of `data`, whichever newline it uses, without
+    // building a normalised copy first (this runs once per token).
+    let mut lines = data.split('\n').peekable();
+    while let Some(line) = lines.next() {
+        let line = line.strip_suffix('\r').filter(|_| lines.peek().is_some()).unwrap_or(line);
+        for line in line.split('\r') {
+            out.push_str("data: ");
+            out.push_str(line);
+            out.push('\n');
+        }
     }
     out.push('\n');
     out
@@ -48,13 +53,16 @@ impl Decoder {
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
         self.buf.extend_from_slice(bytes);
         let mut events = Vec::new();
-        while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-            let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
+        // Lines are read in place and the consumed prefix removed once: this
+        // runs for every token of every stream.
+        let mut start = 0;
+        while let Some(len) = self.buf[start..].iter().position(|&b| b == b'\n') {
+            let mut line = &self.buf[start..start + len];
+            start += len + 1;
+            if let [rest @ .., b'\r'] = line {
+                line = rest;
             }
-            let line = String::from_utf8_lossy(&line);
+            let line = String::from_utf8_lossy(line);
             if line.is_empty() {
                 if let Some(data) = self.data.take() {
                     events.push(Event { name: self.name.take(), data });
@@ -81,6 +89,7 @@ impl Decoder {
                 _ => {}
             }
         }
+        self.buf.drain(..start);
         events
     }
 
@@ -106,6 +115,13 @@ mod tests {
             got,
             vec![Event { name: Some("x".into()), data: "a\nb".into() }, Event { name: None, data: "c".into() }]
         );
+    }
+
+    #[test]
+    fn every_newline_style_splits_data_lines() {
+        assert_eq!(event(None, "a\r\nb\rc\nd"), "data: a\ndata: b\ndata: c\ndata: d\n\n");
+        assert_eq!(event(None, "a\r"), "data: a\ndata: \n\n");
+        assert_eq!(event(None, ""), "data: \n\n");
     }
 
     #[test]
