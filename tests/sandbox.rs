@@ -77,6 +77,20 @@ async fn a_runaway_loop_is_stopped_while_other_streams_flow_on_time() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_steady_stream_longer_than_the_cpu_limit_is_not_cut() {
+    // 2.5 s of tokens, one every 10 ms: the instance runs a little wasm at
+    // nearly every epoch tick for longer than the 1 s CPU limit, but never
+    // for long without pausing. A healthy answer must not be taken for a
+    // runaway (a long LLM answer, or any instance under sustained load).
+    let upstream = Upstream::start(Behaviour::tokens(250, 20, 10)).await;
+    let spindle = Spindle::start(Options { manifest: None, ..options(&upstream, misbehaving()) });
+    let events = client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await.events().await;
+    let n = names(&events);
+    assert_eq!(n.last().map(String::as_str), Some("done"), "{:?}", events.last());
+    assert_eq!(text(&events).split_whitespace().count(), 250);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unbounded_allocation_hits_the_memory_limit() {
     let upstream = Upstream::start(Behaviour::tokens(3, 10, 10)).await;
     let spindle = Spindle::start(options(&upstream, misbehaving()));

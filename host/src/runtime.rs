@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreContextMut, StoreLimits,
+    CallHook, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreContextMut, StoreLimits,
     StoreLimitsBuilder, UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -102,10 +102,17 @@ pub struct StoreData {
 }
 
 /// When the instance's current stretch of running wasm began, as seen by
-/// epoch ticks: ticks that follow each other closely are one stretch.
+/// epoch ticks. A stretch is one call into wasm that has not returned: a
+/// step in a loop that never awaits or returns. Counting crossings, not idle ticks, matters under load:
+/// a saturated instance is running *some* task at every tick for as long as
+/// the load lasts, and an idle-tick rule stopped healthy instances (and
+/// every stream on them) after 30 s of saturation.
 struct Busy {
     last_tick: Instant,
     since: Instant,
+    /// Calls into wasm and returns from it so far, and at the last tick.
+    crossings: u64,
+    seen: u64,
 }
 
 impl WasiView for StoreData {
@@ -188,7 +195,7 @@ impl ComponentRuntime {
             variables: self.config.variables.clone(),
             kv: self.config.kv.clone(),
             limits: StoreLimitsBuilder::new().memory_size(self.limits.max_memory).trap_on_grow_failure(true).build(),
-            busy: Busy { last_tick: Instant::now(), since: Instant::now() },
+            busy: Busy { last_tick: Instant::now(), since: Instant::now(), crossings: 0, seen: 0 },
         };
         let mut store = Store::new(&self.engine, data);
         store.limiter(|d| &mut d.limits);
@@ -196,11 +203,20 @@ impl ComponentRuntime {
         // CPU-heavy step does not hold a thread; a stretch of running longer
         // than the CPU limit is a runaway and traps the instance.
         let cpu_limit = self.limits.cpu_limit;
+        store.call_hook(|mut ctx, hook| {
+            // Only calls into wasm and returns from it: the epoch tick is
+            // itself a call out to the host, made by the runaway loop too.
+            if matches!(hook, CallHook::CallingWasm | CallHook::ReturningFromWasm) {
+                ctx.data_mut().busy.crossings += 1;
+            }
+            Ok(())
+        });
         store.epoch_deadline_callback(move |mut ctx| {
             let now = Instant::now();
             let busy = &mut ctx.data_mut().busy;
-            if now.duration_since(busy.last_tick) > EPOCH_TICK * 5 {
+            if busy.crossings != busy.seen || now.duration_since(busy.last_tick) > EPOCH_TICK * 5 {
                 busy.since = now;
+                busy.seen = busy.crossings;
             }
             busy.last_tick = now;
             if now.duration_since(busy.since) > cpu_limit {
