@@ -39,19 +39,9 @@ impl StreamBody {
     }
 }
 
-/// A `200` response whose body is written through the returned
-/// [`StreamBody`], with `headers`.
-pub fn response(headers: HeaderMap) -> Result<(StreamBody, types::Response), ErrorCode> {
-    let fields = Fields::try_from(headers).map_err(|e| ErrorCode::InternalError(Some(format!("{e:?}"))))?;
-    let (writer, contents, trailers) = BodyWriter::new();
-    let (response, _transmitted) = types::Response::new(fields, Some(contents), trailers);
-    response.set_status_code(200).map_err(|()| ErrorCode::InternalError(Some("status 200 refused".into())))?;
-    Ok((StreamBody(Rc::new(Mutex::new(Some(writer)))), response))
-}
-
-/// The headers of every streamed answer: SSE, never cached or buffered by
-/// proxies, with the request id.
-pub fn sse_headers(request_id: &str) -> HeaderMap {
+/// A `200` SSE response (never cached or buffered by proxies, with the
+/// request id) whose body is written through the returned [`StreamBody`].
+pub fn sse(request_id: &str) -> Result<(StreamBody, types::Response), ErrorCode> {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("text/event-stream; charset=utf-8"));
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));
@@ -59,12 +49,11 @@ pub fn sse_headers(request_id: &str) -> HeaderMap {
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", id);
     }
-    headers
-}
-
-/// An SSE stream whose body is written through the returned [`StreamBody`].
-pub fn sse(request_id: &str) -> Result<(StreamBody, types::Response), ErrorCode> {
-    response(sse_headers(request_id))
+    let fields = Fields::try_from(headers).map_err(|e| ErrorCode::InternalError(Some(format!("{e:?}"))))?;
+    let (writer, contents, trailers) = BodyWriter::new();
+    let (response, _transmitted) = types::Response::new(fields, Some(contents), trailers);
+    response.set_status_code(200).map_err(|()| ErrorCode::InternalError(Some("status 200 refused".into())))?;
+    Ok((StreamBody(Rc::new(Mutex::new(Some(writer)))), response))
 }
 
 /// Converts an ordinary (buffered) response for the router.
