@@ -66,6 +66,8 @@ struct Origin {
 struct Target {
     child: Child,
     url: String,
+    /// Its Prometheus endpoint, if it has one (spindle).
+    metrics: Option<String>,
 }
 
 impl Drop for Target {
@@ -91,7 +93,7 @@ fn spawn(mut cmd: Command, path: &str) -> anyhow::Result<Target> {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    Ok(Target { child, url: format!("http://{addr}{path}") })
+    Ok(Target { child, url: format!("http://{addr}{path}"), metrics: None })
 }
 
 fn start_relay(upstream: &str) -> anyhow::Result<Target> {
@@ -115,13 +117,18 @@ fn start_spindle(args: &Args, upstream: &str) -> anyhow::Result<Target> {
         // Kept for diagnosis: target/bench-spindle.log.
         .stderr(std::fs::File::create("target/bench-spindle.log")?)
         .args(&args.spindle_arg);
-    spawn(cmd, "/api/chat/stream")
+    let mut target = spawn(cmd, "/api/chat/stream")?;
+    target.metrics = Some(target.url.replace("/api/chat/stream", "/metrics"));
+    Ok(target)
 }
 
 struct Measured {
     outcome: Outcome,
     cpu_s: f64,
     peak_rss_mb: f64,
+    /// Mean time per pipeline step over the measured streams, from the
+    /// target's own metrics: (step, ms).
+    steps: Vec<(&'static str, f64)>,
 }
 
 impl Measured {
@@ -142,10 +149,33 @@ async fn measure(target: &Target, concurrency: usize, streams: usize) -> Measure
     // Warm up: instances, compiled code, connection pools.
     load::run(&target.url, concurrency.min(100), 200, |_| Kind::Normal).await;
     let pid = target.child.id();
+    let metrics_before = step_totals(target).await;
     let before = procstat::sample(pid);
     let outcome = load::run(&target.url, concurrency, streams, |_| Kind::Normal).await;
     let after = procstat::sample(pid);
-    Measured { outcome, cpu_s: after.cpu_seconds - before.cpu_seconds, peak_rss_mb: after.peak_rss_mb }
+    let metrics_after = step_totals(target).await;
+    let steps = metrics_after
+        .iter()
+        .zip(&metrics_before)
+        .filter(|((_, _, n), (_, _, n0))| n > n0)
+        .map(|((step, sum, n), (_, sum0, n0))| (*step, (sum - sum0) / (n - n0) * 1000.0))
+        .collect();
+    Measured { outcome, cpu_s: after.cpu_seconds - before.cpu_seconds, peak_rss_mb: after.peak_rss_mb, steps }
+}
+
+/// The pipeline steps whose durations spindle exports.
+const STEPS: [&str; 4] = ["retrieve", "rerank", "prompt", "generate"];
+
+/// Per step: seconds spent so far and answers counted, from the target's
+/// `spindle_step_duration_seconds` histogram (empty for the relay).
+async fn step_totals(target: &Target) -> Vec<(&'static str, f64, f64)> {
+    let Some(url) = &target.metrics else { return Vec::new() };
+    let text = metrics_text(url).await;
+    let value = |name: &str, step: &str| {
+        let prefix = format!("spindle_step_duration_seconds_{name}{{step=\"{step}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    STEPS.iter().map(|&s| (s, value("sum", s), value("count", s))).collect()
 }
 
 fn row(report: &mut String, name: &str, m: &Measured) {
@@ -295,6 +325,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let _ = writeln!(report, "|---|---|---|---|---|---|---|---|");
         row(&mut report, "relay", &relay);
         row(&mut report, "spindle", &spindle);
+        let steps = spindle.steps.iter().map(|(s, ms)| format!("{s} {ms:.2} ms")).collect::<Vec<_>>();
         let _ = writeln!(
             report,
             "| **ratio** | {:.2}x | {:.2}x / {:.2}x | {:+.1} / {:+.1} ms | | {:.1}x | {:.2}x | |\n",
@@ -306,6 +337,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             spindle.peak_rss_mb / relay.peak_rss_mb,
             spindle.cpu_per_1000() / relay.cpu_per_1000(),
         );
+        if !steps.is_empty() {
+            let _ = writeln!(report, "spindle's mean time per step: {}.\n", steps.join(", "));
+        }
     }
     if args.soak > 0 {
         soak(&args, &upstream.origin, args.soak, &mut report).await?;

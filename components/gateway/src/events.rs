@@ -30,16 +30,17 @@ pub struct Usage {
     pub completion_tokens: u32,
 }
 
-/// Milliseconds spent in each step; `first_token` is from the request's
-/// start to the first text chunk.
+/// Milliseconds spent in each step, to the microsecond (most steps take
+/// well under one); `first_token` is from the request's start to the first
+/// text chunk.
 #[derive(Debug, Serialize, Default, ToSchema)]
 pub struct Timings {
-    pub retrieve: u64,
-    pub rerank: u64,
-    pub prompt: u64,
-    pub first_token: Option<u64>,
-    pub generate: u64,
-    pub total: u64,
+    pub retrieve: f64,
+    pub rerank: f64,
+    pub prompt: f64,
+    pub first_token: Option<f64>,
+    pub generate: f64,
+    pub total: f64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -60,8 +60,9 @@ fn timed_out(limit: Duration) -> StepError {
     StepError::Timeout(format!("no answer within {} ms", limit.as_millis()))
 }
 
-fn ms_since(t: Instant) -> u64 {
-    t.elapsed().as_millis() as u64
+/// Milliseconds since `t`, rounded to the microsecond.
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_micros() as f64 / 1000.0
 }
 
 fn snippet(text: &str) -> String {

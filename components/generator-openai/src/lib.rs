@@ -13,12 +13,10 @@
 //! the HTTP response body, which closes the upstream connection and stops
 //! the model generating.
 
-use futures::StreamExt;
-use futures::stream::LocalBoxStream;
+use guest_common::body::BodyReader;
 use guest_common::openai::{self, StreamError, StreamItem};
 use guest_common::runtime::{deadline, variable_or, variable_u64};
 use guest_common::sse::Decoder;
-use spin_sdk::http::body::IncomingBodyExt;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -67,10 +65,16 @@ impl Config {
 
 /// The upstream response body, decoded into chunks one at a time.
 struct Upstream {
-    body: LocalBoxStream<'static, Result<Vec<u8>, String>>,
+    body: BodyReader,
+    idle_timeout: Duration,
+    chunks: Chunks,
+}
+
+/// What has been decoded from the body so far.
+#[derive(Default)]
+struct Chunks {
     decoder: Decoder,
     pending: VecDeque<Chunk>,
-    idle_timeout: Duration,
     finished: bool,
     ended: bool,
 }
@@ -79,32 +83,35 @@ impl Upstream {
     /// The next chunk; `None` once the upstream stream has ended cleanly.
     async fn next_chunk(&mut self) -> Option<Chunk> {
         loop {
-            if let Some(c) = self.pending.pop_front() {
+            let chunks = &mut self.chunks;
+            if let Some(c) = chunks.pending.pop_front() {
                 return Some(c);
             }
-            if self.ended {
+            if chunks.ended {
                 return None;
             }
             let read = deadline(self.idle_timeout, self.body.next()).await;
             match read {
                 None => {
-                    return self.fail(StepError::Timeout(format!(
+                    return chunks.fail(StepError::Timeout(format!(
                         "the LLM sent nothing for {} ms",
                         self.idle_timeout.as_millis()
                     )));
                 }
-                Some(None) if self.finished => self.ended = true,
+                Some(None) if chunks.finished => chunks.ended = true,
                 Some(None) => {
-                    return self.fail(StepError::Unavailable("the LLM stream ended before [DONE]".into()));
+                    return chunks.fail(StepError::Unavailable("the LLM stream ended before [DONE]".into()));
                 }
                 Some(Some(Err(e))) => {
-                    return self.fail(StepError::Unavailable(format!("the LLM connection failed: {e}")));
+                    return chunks.fail(StepError::Unavailable(format!("the LLM connection failed: {e}")));
                 }
-                Some(Some(Ok(bytes))) => self.decode(&bytes),
+                Some(Some(Ok(bytes))) => chunks.decode(bytes),
             }
         }
     }
+}
 
+impl Chunks {
     fn decode(&mut self, bytes: &[u8]) {
         for event in self.decoder.feed(bytes) {
             match openai::parse_event(&event.data) {
@@ -156,10 +163,14 @@ fn role(r: Role) -> &'static str {
     }
 }
 
-async fn start(cfg: &Config, messages: &[Message], options: &GenerateOptions) -> Result<Upstream, StepError> {
+/// The JSON body of the chat completion request for `messages`.
+fn request_body(cfg: &Config, messages: &[Message], options: &GenerateOptions) -> String {
     let pairs: Vec<(&str, &str)> = messages.iter().map(|m| (role(m.role), m.content.as_str())).collect();
     let max_tokens = options.max_tokens.or((cfg.max_tokens > 0).then_some(cfg.max_tokens));
-    let body = openai::chat_request(&cfg.model, &pairs, max_tokens, options.temperature).to_string();
+    openai::chat_request(&cfg.model, &pairs, max_tokens, options.temperature).to_string()
+}
+
+async fn start(cfg: &Config, body: String, options: &GenerateOptions) -> Result<Upstream, StepError> {
     let endpoint = format!("{}/chat/completions", cfg.url);
     let mut req = spin_sdk::http::Request::post(&endpoint)
         .header("content-type", "application/json")
@@ -182,12 +193,11 @@ async fn start(cfg: &Config, messages: &[Message], options: &GenerateOptions) ->
         Some(Ok(resp)) => resp,
     };
     let status = resp.status();
-    // Own the body as a boxed stream so `Upstream` needs no SDK-private types.
-    let mut body = resp.into_body().stream().map(|r| r.map(|b| b.to_vec()).map_err(|e| format!("{e:?}"))).boxed_local();
+    let mut body = BodyReader::new(resp).map_err(StepError::Internal)?;
     if !status.is_success() {
         let mut buf = Vec::new();
         while let Some(Some(Ok(bytes))) = deadline(cfg.timeout, body.next()).await {
-            buf.extend_from_slice(&bytes);
+            buf.extend_from_slice(bytes);
             if buf.len() > MAX_ERROR_BODY {
                 break;
             }
@@ -198,14 +208,7 @@ async fn start(cfg: &Config, messages: &[Message], options: &GenerateOptions) ->
             openai::error_body_message(&buf)
         )));
     }
-    Ok(Upstream {
-        body,
-        decoder: Decoder::default(),
-        pending: VecDeque::new(),
-        idle_timeout: cfg.idle_timeout,
-        finished: false,
-        ended: false,
-    })
+    Ok(Upstream { body, idle_timeout: cfg.idle_timeout, chunks: Chunks::default() })
 }
 
 struct OpenAi;
@@ -222,14 +225,20 @@ impl Guest for OpenAi {
 
     async fn generate(
         messages: Vec<Message>,
-        _passages: Vec<Passage>,
+        passages: Vec<Passage>,
         options: GenerateOptions,
     ) -> Result<spin_sdk::wit_bindgen::StreamReader<Chunk>, StepError> {
+        // The prompt already quotes the passages, and the first token may be
+        // seconds away with thousands of answers waiting: hold nothing the
+        // request does not need.
+        drop(passages);
         let cfg = Config::load().await?;
         if cfg.url.is_empty() {
             return Err(StepError::Unavailable("no LLM is configured (variable llm_url is empty)".into()));
         }
-        let mut upstream = start(&cfg, &messages, &options).await?;
+        let body = request_body(&cfg, &messages, &options);
+        drop(messages);
+        let mut upstream = start(&cfg, body, &options).await?;
         // Hold everything up to the first token: an error before it is a
         // clean `Err` (the caller may fall back); after it, it is streamed.
         let mut head = Vec::new();

@@ -6,6 +6,8 @@
 
 pub mod auth;
 pub mod bm25;
+#[cfg(feature = "spin")]
+pub mod body;
 pub mod chunk;
 #[cfg(feature = "spin")]
 pub mod component;

@@ -2,16 +2,36 @@
 //! themselves from variables and bound their waits with deadlines.
 
 use futures::future::{Either, select};
+use spin_sdk::variables::Error;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
+thread_local! {
+    /// Variables this instance has read: `None` for undefined or empty.
+    /// A request reads about twenty, each an async call to the host;
+    /// caching them cut the work before the first token. Values are fixed
+    /// for an instance's life under `spindle` (resolved when the app
+    /// loads); under Spin a changed provider value reaches new instances,
+    /// which replace old ones after a bounded number of requests.
+    static SEEN: RefCell<HashMap<String, Option<String>>> = RefCell::new(HashMap::new());
+}
+
 /// A Spin variable, or `default` when it is undefined or empty.
 pub async fn variable_or(name: &str, default: &str) -> String {
-    match spin_sdk::variables::get(name).await {
-        Ok(v) if !v.trim().is_empty() => v.trim().to_string(),
-        _ => default.to_string(),
+    if let Some(seen) = SEEN.with(|s| s.borrow().get(name).cloned()) {
+        return seen.unwrap_or_else(|| default.to_string());
     }
+    let value = match spin_sdk::variables::get(name).await {
+        Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+        Ok(_) | Err(Error::Undefined(_)) => None,
+        // A provider that failed may answer next time: not remembered.
+        Err(_) => return default.to_string(),
+    };
+    SEEN.with(|s| s.borrow_mut().insert(name.to_string(), value.clone()));
+    value.unwrap_or_else(|| default.to_string())
 }
 
 /// A numeric Spin variable; an unparsable value is an error naming it, so a
