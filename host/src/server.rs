@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument;
 use wasmtime_wasi_http::WasiBody;
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -145,8 +146,11 @@ async fn handle(server: Arc<Server>, mut req: http::Request<Incoming>) -> http::
     };
     let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %path);
-    let _enter = span.enter();
-    let response = route(&server, req, &id, &path, started_at).await;
+    // `instrument`, not `span.enter()`: a guard held across an await is
+    // exited on whichever thread resumes the task, which corrupted the
+    // span stacks and panicked worker threads (dropping their connections)
+    // under load.
+    let response = route(&server, req, &id, &path, started_at).instrument(span).await;
     with_id(response, &id)
 }
 
@@ -224,7 +228,10 @@ async fn route(
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("text/event-stream"));
-            let cut = server.cut.clone();
+            // A child token per stream: every frame polls it, and polling
+            // the one shared token had all streams on both cores contend for
+            // its lock (1.2% of CPU under load).
+            let cut = server.cut.child_token();
             let observer = server.observer.clone();
             res.map(|body| {
                 let body = TappedBody::new(body, started, status, sse, observer, guard);

@@ -14,8 +14,8 @@ thread_local! {
     /// A request reads about twenty, each an async call to the host;
     /// caching them cut the work before the first token. Values are fixed
     /// for an instance's life under `spindle` (resolved when the app
-    /// loads); under Spin a changed provider value reaches new instances,
-    /// which replace old ones after a bounded number of requests.
+    /// loads); under Spin a changed provider value reaches the instances
+    /// created after the change.
     static SEEN: RefCell<HashMap<String, Option<String>>> = RefCell::new(HashMap::new());
 }
 
