@@ -178,6 +178,8 @@ async fn failures_before_the_first_token_fall_back_to_extractive() {
         assert_eq!(done["generator"], "extractive", "{behaviour:?}");
         assert!(done["fallback"].as_str().unwrap().contains(expect), "{behaviour:?}: {done}");
         assert!(text(&events).starts_with("(No language model"), "{behaviour:?}");
+        // The fallback quotes the retrieved passages.
+        assert!(text(&events).contains("[1]"), "{behaviour:?}: {}", text(&events));
     }
 }
 

@@ -98,7 +98,8 @@ fn spawn(mut cmd: Command, path: &str) -> anyhow::Result<Target> {
 
 fn start_relay(upstream: &str) -> anyhow::Result<Target> {
     let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.arg("--serve-relay").arg(upstream).stderr(Stdio::null());
+    // Kept for diagnosis: target/bench-relay.log.
+    cmd.arg("--serve-relay").arg(upstream).stderr(std::fs::File::create("target/bench-relay.log")?);
     spawn(cmd, "/relay")
 }
 

@@ -229,8 +229,8 @@ async fn route(
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("text/event-stream"));
             // A child token per stream: every frame polls it, and polling
-            // the one shared token had all streams on both cores contend for
-            // its lock (1.2% of CPU under load).
+            // the one shared token had every stream on both cores take the
+            // same lock.
             let cut = server.cut.child_token();
             let observer = server.observer.clone();
             res.map(|body| {
