@@ -1,5 +1,5 @@
 //! Long-lived streams: cancellation when the client leaves, heartbeats on
-//! idle streams.
+//! idle streams, the whole-request deadline.
 
 mod common;
 
@@ -87,4 +87,25 @@ async fn idle_streams_get_keep_alive_comments_between_events() {
     let mut s = client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await;
     s.events().await;
     assert!(!String::from_utf8_lossy(&s.raw).contains("keep-alive"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_past_the_whole_request_deadline_ends_with_an_error_event() {
+    // 60 tokens 50 ms apart: about 3 s of steady answer against a 1 s deadline.
+    let upstream = Upstream::start(Behaviour::tokens(60, 20, 50)).await;
+    let spindle = Spindle::start(Options {
+        extra_args: ["--request-timeout-secs", "1"].map(String::from).to_vec(),
+        ..Options::default().llm(&upstream.origin)
+    });
+    let started = Instant::now();
+    let events = client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await.events().await;
+    let took = started.elapsed();
+    let n = client::names(&events);
+    assert_eq!(n.last().map(String::as_str), Some("error"), "{n:?}");
+    assert_eq!(client::data(&events, "error")["code"], "request_timeout");
+    assert!(!client::text(&events).is_empty(), "the answer had started before the deadline");
+    assert!(took >= Duration::from_millis(950) && took < Duration::from_millis(2000), "ended after {took:?}");
+    // The model's request is dropped with the stream.
+    let left = wait_for_disconnect(&upstream, started + took).await;
+    assert!(left < Duration::from_millis(500), "upstream request outlived the stream by {left:?}");
 }

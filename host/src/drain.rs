@@ -1,6 +1,9 @@
 //! The end of every streamed response is explicit. Once the drain timeout
 //! passes at shutdown, an SSE response gets a final `error` event (code
-//! `server_shutdown`) at the next event boundary, then ends. And an SSE
+//! `server_shutdown`) at the next event boundary, then ends; likewise, with
+//! code `request_timeout`, once the whole-request deadline passes. (The
+//! instance's own deadline covers a request only until its response
+//! starts: wasmtime-wasi-http's handler stops counting it then.) And an SSE
 //! response whose component stopped before its last event (a trap, a
 //! memory limit, a CPU limit) gets an `error` event (code `stream_aborted`)
 //! instead of ending silently.
@@ -13,6 +16,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 const SHUTDOWN_EVENT: &str =
     "event: error\ndata: {\"code\":\"server_shutdown\",\"message\":\"the server is shutting down; please retry\"}\n\n";
+const TIMEOUT_EVENT: &str = "event: error\ndata: {\"code\":\"request_timeout\",\"message\":\"the answer ran past the server's deadline for a whole request\"}\n\n";
 const ABORTED_EVENT: &str = "event: error\ndata: {\"code\":\"stream_aborted\",\"message\":\"the component stopped before the answer was complete\"}\n\n";
 
 /// Markers of a stream's last event: ours (`done` / `error`) and the
@@ -23,6 +27,8 @@ pub struct Drainable<B> {
     inner: Option<B>,
     sse: bool,
     cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The whole-request deadline.
+    deadline: Pin<Box<tokio::time::Sleep>>,
     /// Whether everything sent so far ends at an event boundary.
     at_boundary: bool,
     /// Whether the last event of the stream has been sent.
@@ -30,8 +36,15 @@ pub struct Drainable<B> {
 }
 
 impl<B> Drainable<B> {
-    pub fn new(inner: B, sse: bool, cut: CancellationToken) -> Self {
-        Drainable { inner: Some(inner), sse, cut: Box::pin(cut.cancelled_owned()), at_boundary: true, finished: false }
+    pub fn new(inner: B, sse: bool, cut: CancellationToken, deadline: tokio::time::Instant) -> Self {
+        Drainable {
+            inner: Some(inner),
+            sse,
+            cut: Box::pin(cut.cancelled_owned()),
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            at_boundary: true,
+            finished: false,
+        }
     }
 
     /// Ends the body, with `event` first when it is an unfinished SSE stream.
@@ -55,8 +68,14 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Drainable<B> {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let me = self.get_mut();
         let Some(inner) = me.inner.as_mut() else { return Poll::Ready(None) };
-        if me.at_boundary && me.cut.as_mut().poll(cx).is_ready() {
-            return me.end_with(SHUTDOWN_EVENT);
+        if me.at_boundary {
+            if me.cut.as_mut().poll(cx).is_ready() {
+                return me.end_with(SHUTDOWN_EVENT);
+            }
+            if me.deadline.as_mut().poll(cx).is_ready() {
+                tracing::warn!("a response ran past the whole-request deadline: ending it");
+                return me.end_with(TIMEOUT_EVENT);
+            }
         }
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {

@@ -78,7 +78,8 @@ struct UpArgs {
     /// Requests an instance serves before it is replaced.
     #[arg(long, default_value_t = 128)]
     max_instance_reuse_count: usize,
-    /// Requests an instance serves at the same time.
+    /// Requests an instance takes at once; a streamed answer counts until
+    /// its response starts, not for the whole stream.
     #[arg(long, default_value_t = 16)]
     max_instance_concurrent_reuse_count: usize,
     /// Origins allowed to call the API from a browser (CORS); `*` for any.
@@ -147,6 +148,7 @@ fn prepare(args: &UpArgs) -> anyhow::Result<(manifest::App, server::Server)> {
         cors_origins: args.cors_origins.clone(),
         api_keys: args.api_keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
         drain_timeout: Duration::from_secs(args.drain_timeout_secs),
+        request_timeout: Duration::from_secs(args.request_timeout_secs),
     };
     let stores = kv::Stores::load(args.runtime_config_file.as_deref())?;
     let server = app::load(&app, cache.as_deref(), &args.limits(), settings, observer, stores)?;

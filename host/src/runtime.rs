@@ -37,7 +37,7 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Requests one instance serves before it is replaced.
     pub instance_reuse: usize,
-    /// Requests one instance serves at once.
+    /// Requests one instance takes at once (each until its response starts).
     pub instance_concurrency: usize,
     /// Instances the pooling allocator keeps room for.
     pub max_instances: u32,

@@ -37,6 +37,8 @@ pub struct Settings {
     pub api_keys: Vec<String>,
     /// How long open streams may run on after a shutdown signal.
     pub drain_timeout: Duration,
+    /// Deadline for a whole request, stream included.
+    pub request_timeout: Duration,
 }
 
 /// Everything a request needs.
@@ -232,10 +234,14 @@ async fn route(
             // the one shared token had every stream on both cores take the
             // same lock.
             let cut = server.cut.child_token();
+            let deadline = started_at
+                .checked_add(server.settings.request_timeout)
+                .unwrap_or_else(|| started_at + Duration::from_secs(u32::MAX.into()));
+            let deadline = tokio::time::Instant::from_std(deadline);
             let observer = server.observer.clone();
             res.map(|body| {
                 let body = TappedBody::new(body, started, status, sse, observer, guard);
-                crate::drain::Drainable::new(body, sse, cut).boxed_unsync()
+                crate::drain::Drainable::new(body, sse, cut, deadline).boxed_unsync()
             })
         }
         Err(e) => {
