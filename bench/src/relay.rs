@@ -22,7 +22,17 @@ pub async fn serve(listener: std::net::TcpListener, upstream: String) -> anyhow:
     let listener = TcpListener::from_std(listener)?;
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     loop {
-        let (stream, _) = listener.accept().await?;
+        // As spindle does: out of file descriptors (thousands of pooled
+        // upstream connections) is a reason to wait, not to exit. Returning
+        // the error ended the relay process mid-run at C = 9000.
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let client = client.clone();
         let upstream = upstream.clone();
