@@ -173,8 +173,7 @@ async fn step_totals(target: &Target) -> Vec<(&'static str, f64, f64)> {
     let Some(url) = &target.metrics else { return Vec::new() };
     let text = metrics_text(url).await;
     let value = |name: &str, step: &str| {
-        let prefix = format!("spindle_step_duration_seconds_{name}{{step=\"{step}\"}} ");
-        text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
+        metric(&text, &format!("spindle_step_duration_seconds_{name}{{step=\"{step}\"}}")).unwrap_or(0.0)
     };
     STEPS.iter().map(|&s| (s, value("sum", s), value("count", s))).collect()
 }
@@ -213,14 +212,7 @@ async fn soak(args: &Args, upstream: &str, total: usize, report: &mut String) ->
     tokio::time::sleep(Duration::from_secs(8)).await;
     let idle = procstat::sample(pid);
     let metrics = metrics_text(&target.url.replace("/api/chat/stream", "/metrics")).await;
-    let gauge = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().last())
-            .unwrap_or("?")
-            .to_string()
-    };
+    let gauge = |name: &str| metric(&metrics, name).map_or("?".to_string(), |v| v.to_string());
     let _ = writeln!(
         report,
         "\n## Soak: {total} mixed streams at C = 1000 (80% normal, 10% client leaves mid-stream, 10% upstream HTTP 500)\n"
@@ -247,6 +239,12 @@ async fn soak(args: &Args, upstream: &str, total: usize, report: &mut String) ->
         "\nFailing-upstream streams fall back to an extractive answer (not an error), so errors count real failures."
     );
     Ok(())
+}
+
+/// The value of one series (name and labels, as exposed) in a Prometheus
+/// text exposition.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 async fn metrics_text(url: &str) -> String {

@@ -12,7 +12,7 @@ use std::time::Duration;
 thread_local! {
     /// Variables this instance has read: `None` for undefined or empty.
     /// A request reads about twenty, each an async call to the host;
-    /// caching them cut the work before the first token. Values are fixed
+    /// cached, each costs one call per instance. Values are fixed
     /// for an instance's life under `spindle` (resolved when the app
     /// loads); under Spin a changed provider value reaches the instances
     /// created after the change.
