@@ -5,7 +5,7 @@ mod common;
 
 use common::client::{self, data, names, text};
 use common::spindle::{Options, Spindle};
-use common::upstream::{Behaviour, End, Upstream};
+use common::upstream::{Behaviour, End, HEAD_PADDING_MARKER, Upstream};
 use std::time::Duration;
 
 fn quote(s: &str) -> String {
@@ -181,6 +181,25 @@ async fn failures_before_the_first_token_fall_back_to_extractive() {
         // The fallback quotes the retrieved passages.
         assert!(text(&events).contains("[1]"), "{behaviour:?}: {}", text(&events));
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_response_head_past_8_kib_is_refused_and_falls_back() {
+    let upstream = Upstream::start(Behaviour::tokens(3, 10, 10)).await;
+    let spindle = Spindle::start(Options::default().llm(&upstream.origin));
+    let ask = |padding: usize| {
+        let url = spindle.url(&format!("/api/chat/stream?query=what+is+debian+{HEAD_PADDING_MARKER}{padding}"));
+        async move { client::get(&url).await.events().await }
+    };
+    // Within the outbound read buffer: the model's answer.
+    let events = ask(6000).await;
+    assert_eq!(data(&events, "done")["generator"], "openai", "{:?}", names(&events));
+    assert_eq!(text(&events), "tok0 tok1 tok2 ");
+    // Past it: a clear fallback, not a hang or a silently grown buffer.
+    let events = ask(9000).await;
+    let done = data(&events, "done");
+    assert_eq!(done["generator"], "extractive", "{done}");
+    assert!(done["fallback"].as_str().is_some_and(|f| !f.is_empty()), "{done}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -17,6 +17,10 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 /// How long a TCP connect may take when the component sets no timeout.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read buffer of each outbound connection, in bytes; also the largest
+/// response head an upstream may send.
+const OUTBOUND_READ_BUFFER: usize = 8192;
+
 /// Idle pooled connections are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -138,7 +142,14 @@ impl SharedClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).build(connector);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            // hyper's adaptive read buffer doubles whenever a read fills it,
+            // as it does for a streamed answer read behind a busy guest:
+            // heaptrack saw 24 KB per open LLM stream. A fixed size bounds it;
+            // it also caps a response head, at nginx's largest default.
+            .http1_read_buf_exact_size(OUTBOUND_READ_BUFFER)
+            .build(connector);
         SharedClient(client)
     }
 }

@@ -65,6 +65,16 @@ impl Behaviour {
 /// A prompt containing this gets an HTTP 500 whatever the behaviour.
 pub const FAIL_MARKER: &str = "please-fail-upstream";
 
+/// A prompt containing this followed by a number `n` gets a response whose
+/// head carries an `x-padding` header of `n` bytes.
+pub const HEAD_PADDING_MARKER: &str = "please-pad-head-";
+
+fn head_padding(body: &[u8]) -> Option<usize> {
+    let at = body.windows(HEAD_PADDING_MARKER.len()).position(|w| w == HEAD_PADDING_MARKER.as_bytes())?;
+    let digits = body[at + HEAD_PADDING_MARKER.len()..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&body[at + HEAD_PADDING_MARKER.len()..][..digits]).ok()?.parse().ok()
+}
+
 /// What the upstream saw.
 #[derive(Default, Debug)]
 pub struct Log {
@@ -167,7 +177,8 @@ async fn respond(
     if parts.uri.path() != "/v1/chat/completions" {
         return full(404, r#"{"error":{"message":"Unknown request URL","type":"invalid_request_error","param":null,"code":"unknown_url"}}"#.into());
     }
-    match behaviour {
+    let padding = head_padding(&body);
+    let mut response = match behaviour {
         Behaviour::Status(status, message) => full(
             status,
             serde_json::json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}})
@@ -243,7 +254,11 @@ async fn respond(
                 .body(StreamBody::new(stream).boxed())
                 .unwrap()
         }
+    };
+    if let Some(n) = padding {
+        response.headers_mut().insert("x-padding", "p".repeat(n).parse().unwrap());
     }
+    response
 }
 
 fn full(status: u16, body: String) -> http::Response<Body> {

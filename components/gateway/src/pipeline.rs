@@ -133,7 +133,11 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
             snippet: snippet(&p.text),
         })
         .collect::<Vec<_>>();
-    sink.send(Event::Sources(sources.clone())).await?;
+    // Only an answer that may be cached keeps its sources and text to the
+    // end; thousands of streams are open at once.
+    let caching = matches!(lookup, Lookup::Miss(_));
+    let cached_sources = if caching { sources.clone() } else { Vec::new() };
+    sink.send(Event::Sources(sources)).await?;
 
     let t = Instant::now();
     let messages = deadline(limits.prompt, prompt::build(Query { top_k: req.top_k, ..query }, passages.clone())).await;
@@ -172,7 +176,9 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
                 match chunk {
                     generator::Chunk::Text(text) => {
                         timings.first_token.get_or_insert_with(|| ms_since(start));
-                        chunks.push(text.clone());
+                        if caching {
+                            chunks.push(text.clone());
+                        }
                         sink.send(Event::Text(text)).await?;
                     }
                     generator::Chunk::Usage(u) => {
@@ -191,7 +197,9 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
                 passages.iter().map(|p| extractive::Source { title: p.title.as_deref(), text: &p.text }).collect();
             for piece in extractive::answer(&req.query, &srcs) {
                 timings.first_token.get_or_insert_with(|| ms_since(start));
-                chunks.push(piece.clone());
+                if caching {
+                    chunks.push(piece.clone());
+                }
                 sink.send(Event::Text(piece)).await?;
             }
         }
@@ -210,7 +218,7 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
             stored_at: 0,
             model: model.clone(),
             generator: used.clone(),
-            sources,
+            sources: cached_sources,
             chunks,
             finish_reason: finish_reason.clone(),
             usage,
