@@ -22,6 +22,7 @@ use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The upstream's own time to first token.
@@ -206,8 +207,26 @@ async fn soak(args: &Args, upstream: &str, total: usize, report: &mut String) ->
     let warm = (total / 10).max(1000);
     load::run(&target.url, 1000, warm, mix).await;
     let base = procstat::sample(pid);
+    // One sample at the end of the warm-up says little: RSS rises and falls
+    // as instances are created and retired. The trend under load does: RSS
+    // every second, compared between the first and last quarter of the soak.
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = tokio::spawn({
+        let samples = samples.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                samples.lock().unwrap().push(procstat::sample(pid).rss_mb);
+            }
+        }
+    });
     let outcome = load::run(&target.url, 1000, total, mix).await;
     let end = procstat::sample(pid);
+    sampler.abort();
+    let rss = samples.lock().unwrap().clone();
+    let quarter = (rss.len() / 4).max(1);
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+    let (first, last) = (mean(&rss[..quarter.min(rss.len())]), mean(&rss[rss.len().saturating_sub(quarter)..]));
     // Let idle instances expire, then look again.
     tokio::time::sleep(Duration::from_secs(8)).await;
     let idle = procstat::sample(pid);
@@ -219,16 +238,18 @@ async fn soak(args: &Args, upstream: &str, total: usize, report: &mut String) ->
     );
     let _ = writeln!(
         report,
-        "| RSS after warm-up | RSS at end | RSS idle (+8 s) | change vs warm-up | open streams | instances | client-visible errors | streams/s |"
+        "| RSS after warm-up | mean RSS, first / last quarter | change | RSS at end | RSS idle (+8 s) | open streams | instances | client-visible errors | streams/s |"
     );
-    let _ = writeln!(report, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(report, "|---|---|---|---|---|---|---|---|---|");
     let _ = writeln!(
         report,
-        "| {:.0} MB | {:.0} MB | {:.0} MB | {:+.1}% | {} | {} | {} | {:.0} |",
+        "| {:.0} MB | {:.0} / {:.0} MB | {:+.1}% | {:.0} MB | {:.0} MB | {} | {} | {} | {:.0} |",
         base.rss_mb,
+        first,
+        last,
+        (last - first) / first * 100.0,
         end.rss_mb,
         idle.rss_mb,
-        (idle.rss_mb - base.rss_mb) / base.rss_mb * 100.0,
         gauge("spindle_open_streams"),
         gauge("spindle_instances"),
         outcome.errors,

@@ -78,9 +78,11 @@ struct UpArgs {
     /// Requests an instance serves before it is replaced. Every open stream
     /// keeps its instance alive, so at least open streams / this many
     /// instances exist at once, each with its own memories: at 9,000 open
-    /// streams 1024 (Spin's 128 before) took peak RSS from 1,220 to 961 MB
-    /// and CPU per stream down by a quarter (`spindle-bench`).
-    #[arg(long, default_value_t = 1024)]
+    /// streams 256 (Spin's 128 before) took peak RSS from 1,220 to 1,004 MB
+    /// (`spindle-bench`). Higher saves little more (1024: 961-966 MB), and
+    /// an instance's memory grows with the requests it has served (a soak
+    /// measured about 4 KB per request), so replacing instances bounds it.
+    #[arg(long, default_value_t = 256)]
     max_instance_reuse_count: usize,
     /// Requests an instance takes at once; a streamed answer counts until
     /// its response starts, not for the whole stream.
