@@ -71,8 +71,8 @@ pub const HEAD_PADDING_MARKER: &str = "please-pad-head-";
 
 fn head_padding(body: &[u8]) -> Option<usize> {
     let at = body.windows(HEAD_PADDING_MARKER.len()).position(|w| w == HEAD_PADDING_MARKER.as_bytes())?;
-    let digits = body[at + HEAD_PADDING_MARKER.len()..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&body[at + HEAD_PADDING_MARKER.len()..][..digits]).ok()?.parse().ok()
+    let rest = &body[at + HEAD_PADDING_MARKER.len()..];
+    rest.iter().take_while(|b| b.is_ascii_digit()).map(|&b| char::from(b)).collect::<String>().parse().ok()
 }
 
 /// What the upstream saw.
