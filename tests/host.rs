@@ -127,6 +127,54 @@ async fn access_and_query_logs_are_json_lines() {
     assert!(access[0]["time"].as_str().unwrap().ends_with('Z'));
 }
 
+/// Answers `n` questions, `clients` at a time, each to its end.
+async fn answer_many(spindle: &Spindle, n: usize, clients: usize) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let base = spindle.url("/api/chat/stream?query=");
+        tasks.spawn(async move {
+            for i in (c..n).step_by(clients) {
+                let mut s = client::get(&format!("{base}what+is+debian+{}", i % 50)).await;
+                assert_eq!(s.status, 200);
+                let names = client::names(&s.events().await);
+                assert_eq!(names.last().map(String::as_str), Some("done"), "{names:?}");
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+}
+
+/// Every step call the gateway makes (retrieve, rerank, prompt, generator
+/// info) finishes without awaiting anything. wasmtime 48 kept the record of
+/// such a call in the instance until the instance was dropped, about 1.8 KB
+/// per request (see `guest_common::step`); instances that serve thousands
+/// of requests must not grow with them.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_does_not_grow_with_the_requests_it_serves() {
+    let upstream = Upstream::start(Behaviour::tokens(2, 0, 0)).await;
+    let spindle = Spindle::start(Options {
+        extra_args: ["--max-instance-reuse-count", "1000000", "--log-dir", "none"].map(String::from).to_vec(),
+        ..Options::default().llm(&upstream.origin).var("cache_ttl_secs", "0")
+    });
+    // Warm-up: instances, caches and allocator arenas reach their size.
+    answer_many(&spindle, 1500, 8).await;
+    let warm = spindle.rss_bytes();
+    const MEASURED: u64 = 6000;
+    answer_many(&spindle, MEASURED as usize, 8).await;
+    let after = spindle.rss_bytes();
+    let per_request = after.saturating_sub(warm) / MEASURED;
+    eprintln!("RSS {} -> {} KB over {MEASURED} requests: {per_request} bytes per request", warm / 1024, after / 1024);
+    assert!(
+        per_request < 500,
+        "RSS grew {} KB over {MEASURED} requests ({per_request} bytes per request): {} -> {} KB",
+        after.saturating_sub(warm) / 1024,
+        warm / 1024,
+        after / 1024
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_drains_then_ends_streams_with_an_error_event() {
     let upstream = Upstream::start(Behaviour::tokens(100, 10, 100)).await;

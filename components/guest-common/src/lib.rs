@@ -27,6 +27,8 @@ pub mod runtime;
 #[cfg(feature = "spin")]
 pub mod search;
 pub mod sse;
+#[cfg(feature = "step")]
+pub mod step;
 pub mod stores;
 pub mod tokenize;
 
