@@ -78,11 +78,12 @@ struct UpArgs {
     /// Requests an instance serves before it is replaced. Every open stream
     /// keeps its instance alive, so at least open streams / this many
     /// instances exist at once, each with its own memories: at 9,000 open
-    /// streams 256 (Spin's 128 before) took peak RSS from 1,220 to 1,004 MB
-    /// (`spindle-bench`). Higher saves little more (1024: 961-966 MB), and
-    /// an instance's memory grows with the requests it has served (a soak
-    /// measured about 4 KB per request), so replacing instances bounds it.
-    #[arg(long, default_value_t = 256)]
+    /// streams, 128 (Spin's) peaked at 1,220 MB, 256 at 1,004-1,126 MB and
+    /// 1024 at 958 MB, with less CPU per stream (`spindle-bench`). Larger
+    /// counts were unsafe until steps stopped leaking a task record per
+    /// call (`guest_common::step`); in a 100,000-stream soak at 1024 the
+    /// mean RSS of the last quarter is within 3% of the first quarter's.
+    #[arg(long, default_value_t = 1024)]
     max_instance_reuse_count: usize,
     /// Requests an instance takes at once; a streamed answer counts until
     /// its response starts, not for the whole stream.

@@ -20,7 +20,7 @@ struct Extractive;
 
 impl Guest for Extractive {
     async fn info() -> GeneratorInfo {
-        guest_common::step::yield_before_work().await;
+        guest_common::step::exit_after_returning();
         GeneratorInfo { name: "extractive".into(), model: "extractive".into(), ready: true }
     }
 
@@ -29,7 +29,7 @@ impl Guest for Extractive {
         passages: Vec<Passage>,
         _options: GenerateOptions,
     ) -> Result<wit_bindgen::StreamReader<Chunk>, StepError> {
-        guest_common::step::yield_before_work().await;
+        guest_common::step::exit_after_returning();
         let question = messages
             .iter()
             .rev()

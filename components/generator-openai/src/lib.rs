@@ -215,7 +215,7 @@ struct OpenAi;
 
 impl Guest for OpenAi {
     async fn info() -> GeneratorInfo {
-        guest_common::step::yield_before_work().await;
+        guest_common::step::exit_after_returning();
         let url = variable_or("llm_url", "").await;
         GeneratorInfo {
             name: "openai".into(),
@@ -229,7 +229,7 @@ impl Guest for OpenAi {
         passages: Vec<Passage>,
         options: GenerateOptions,
     ) -> Result<spin_sdk::wit_bindgen::StreamReader<Chunk>, StepError> {
-        guest_common::step::yield_before_work().await;
+        guest_common::step::exit_after_returning();
         // The prompt already quotes the passages, and the first token may be
         // seconds away with thousands of answers waiting: hold nothing the
         // request does not need.

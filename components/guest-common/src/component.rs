@@ -80,7 +80,7 @@ macro_rules! export_retriever {
                 q: bindings::spindle::types::types::Query,
             ) -> Result<bindings::exports::spindle::retriever::retriever::Retrieval, bindings::spindle::types::types::StepError>
             {
-                $crate::step::yield_before_work().await;
+                $crate::step::exit_after_returning();
                 use bindings::spindle::types::types::Passage;
                 let to_step = |f: $crate::hit::Failure| $crate::__step_error!(f);
                 let request = $crate::component::Request::new(q.text, q.top_k, q.filters).map_err(to_step)?;
@@ -128,7 +128,7 @@ macro_rules! export_reranker {
                 passages: Vec<bindings::spindle::types::types::Passage>,
                 top_n: u32,
             ) -> Result<Vec<bindings::spindle::types::types::Passage>, bindings::spindle::types::types::StepError> {
-                $crate::step::yield_before_work().await;
+                $crate::step::exit_after_returning();
                 if passages.is_empty() || top_n == 0 {
                     return Ok(Vec::new());
                 }

@@ -18,7 +18,7 @@ struct Misbehaving;
 
 impl Guest for Misbehaving {
     async fn retrieve(q: Query) -> Result<Retrieval, StepError> {
-        guest_common::step::yield_before_work().await;
+        guest_common::step::exit_after_returning();
         if q.text.contains("spin-forever") {
             let mut n: u64 = 0;
             loop {

@@ -73,7 +73,7 @@ struct DefaultPrompt;
 
 impl Guest for DefaultPrompt {
     async fn build(q: Query, passages: Vec<Passage>) -> Result<Vec<Message>, StepError> {
-        guest_common::step::yield_before_work().await;
+        guest_common::step::exit_after_returning();
         if q.text.trim().is_empty() {
             return Err(StepError::InvalidInput("empty query".into()));
         }

@@ -17,7 +17,7 @@ struct Lexical;
 
 impl Guest for Lexical {
     async fn rerank(query: String, passages: Vec<Passage>, top_n: u32) -> Result<Vec<Passage>, StepError> {
-        guest_common::step::yield_before_work().await;
+        guest_common::step::exit_after_returning();
         let order = {
             let texts: Vec<&str> = passages.iter().map(|p| p.text.as_str()).collect();
             let prior: Vec<f32> = passages.iter().map(|p| p.score).collect();
