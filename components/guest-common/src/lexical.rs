@@ -14,37 +14,50 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
-/// Tokens of a passage, by (hash, length) of its text.
-type TokenCache = HashMap<(u64, usize), Rc<Vec<String>>>;
-
-/// Most passages whose tokens an instance keeps.
-const TOKEN_CACHE_ENTRIES: usize = 4096;
-
-thread_local! {
-    /// Tokens of passages seen before, by a hash of their text. Tokenising
-    /// (stemming, CJK bigrams) the candidates was the largest single cost
-    /// of a request under load (a perf profile at 1,000 concurrent streams:
-    /// 18% of spindle's CPU in this reranker), and an instance serves many
-    /// requests whose candidates mostly repeat.
-    static TOKENS: RefCell<TokenCache> = RefCell::new(HashMap::new());
+/// What the reranker needs of a passage: its length in tokens and how often
+/// each distinct token occurs. Scoring then looks up the few query terms
+/// per passage instead of hashing every token of every candidate again.
+struct Stats {
+    len: usize,
+    tf: HashMap<String, u32>,
 }
 
-fn tokens_of(text: &str) -> Rc<Vec<String>> {
+/// Statistics of passages, by (hash, length) of their text.
+type StatsCache = HashMap<(u64, usize), Rc<Stats>>;
+
+/// Most passages whose statistics an instance keeps.
+const CACHE_ENTRIES: usize = 4096;
+
+thread_local! {
+    /// Statistics of passages seen before, by a hash of their text.
+    /// Tokenising (stemming, CJK bigrams) the candidates was the largest
+    /// single cost of a request under load (a perf profile at 1,000
+    /// concurrent streams: 18% of spindle's CPU in this reranker), and an
+    /// instance serves many requests whose candidates mostly repeat.
+    static STATS: RefCell<StatsCache> = RefCell::new(HashMap::new());
+}
+
+fn stats_of(text: &str) -> Rc<Stats> {
     let mut h = std::hash::DefaultHasher::new();
     text.hash(&mut h);
     let key = (h.finish(), text.len());
-    if let Some(t) = TOKENS.with(|c| c.borrow().get(&key).cloned()) {
-        return t;
+    if let Some(s) = STATS.with(|c| c.borrow().get(&key).cloned()) {
+        return s;
     }
-    let tokens = Rc::new(tokenize(text));
-    TOKENS.with(|c| {
+    let tokens = tokenize(text);
+    let mut tf: HashMap<String, u32> = HashMap::new();
+    for t in &tokens {
+        *tf.entry(t.clone()).or_default() += 1;
+    }
+    let stats = Rc::new(Stats { len: tokens.len(), tf });
+    STATS.with(|c| {
         let mut c = c.borrow_mut();
-        if c.len() >= TOKEN_CACHE_ENTRIES {
+        if c.len() >= CACHE_ENTRIES {
             c.clear();
         }
-        c.insert(key, tokens.clone());
+        c.insert(key, stats.clone());
     });
-    tokens
+    stats
 }
 
 /// Weights of the normalised retriever score and candidate BM25 in the
@@ -70,14 +83,9 @@ pub fn rerank(query: &str, texts: &[&str], prior: &[f32]) -> Vec<(usize, f32)> {
     let mut lens: Vec<usize> = Vec::with_capacity(texts.len());
     let mut df: HashMap<&str, u32> = HashMap::new();
     for text in texts {
-        let tokens = tokens_of(head(text));
-        lens.push(tokens.len());
-        let mut tf: HashMap<&str, u32> = HashMap::new();
-        for t in tokens.iter() {
-            if let Some(qt) = q.get(t) {
-                *tf.entry(qt.as_str()).or_default() += 1;
-            }
-        }
+        let stats = stats_of(head(text));
+        lens.push(stats.len);
+        let tf: HashMap<&str, u32> = q.iter().filter_map(|qt| stats.tf.get(qt).map(|&f| (qt.as_str(), f))).collect();
         for t in tf.keys() {
             *df.entry(t).or_default() += 1;
         }
