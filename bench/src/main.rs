@@ -301,7 +301,7 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(upstream) = &args.serve_relay {
         return rt.block_on(async {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            let listener = spindle_testkit::listen::loopback()?;
             println!("Serving http://{}", listener.local_addr()?);
             relay::serve(listener, upstream.clone()).await
         });

@@ -17,9 +17,7 @@ use tokio::sync::mpsc;
 
 type Body = BoxBody<Bytes, Infallible>;
 
-pub async fn serve(listener: std::net::TcpListener, upstream: String) -> anyhow::Result<()> {
-    listener.set_nonblocking(true)?;
-    let listener = TcpListener::from_std(listener)?;
+pub async fn serve(listener: TcpListener, upstream: String) -> anyhow::Result<()> {
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     loop {
         // As spindle does: out of file descriptors (thousands of pooled

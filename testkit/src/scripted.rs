@@ -14,7 +14,6 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
 
 /// One scripted answer.
 #[derive(Clone, Debug)]
@@ -68,7 +67,7 @@ pub struct Scripted {
 
 impl Scripted {
     pub async fn start() -> Scripted {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = crate::listen::loopback().expect("bind");
         let origin = format!("http://{}", listener.local_addr().unwrap());
         let routes: Routes = Arc::default();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();

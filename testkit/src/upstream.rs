@@ -117,7 +117,7 @@ impl Upstream {
 
     /// `record: false` keeps no log, for load that would make it grow.
     pub async fn start_with(behaviour: Behaviour, record: bool) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = crate::listen::loopback().unwrap();
         let origin = format!("http://{}", listener.local_addr().unwrap());
         let log = Arc::new(Mutex::new(Log::default()));
         let shared = log.clone();
