@@ -1,5 +1,6 @@
 //! Peers for Spindle's integration tests and benchmark.
 
 pub mod listen;
+pub mod procstat;
 pub mod scripted;
 pub mod upstream;

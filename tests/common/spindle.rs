@@ -138,13 +138,9 @@ impl Spindle {
 
     /// The process's resident set size, in bytes (Linux `/proc`).
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("read /proc status");
-        let kb = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .expect("VmRSS in /proc status");
-        kb * 1024
+        let rss = spindle_testkit::procstat::sample(self.child.id()).rss_mb * 1024.0 * 1024.0;
+        assert!(rss > 0.0, "no VmRSS for spindle in /proc");
+        rss as u64
     }
 
     pub fn url(&self, path: &str) -> String {
