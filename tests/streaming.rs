@@ -109,3 +109,34 @@ async fn a_stream_past_the_whole_request_deadline_ends_with_an_error_event() {
     let left = wait_for_disconnect(&upstream, started + took).await;
     assert!(left < Duration::from_millis(500), "upstream request outlived the stream by {left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_that_arrive_together_stay_separate_events_in_order() {
+    // The generator and the gateway pass on everything one read brings in
+    // one piece; the client must still get one event per token, in order,
+    // on both encodings, and the cached replay must be the same.
+    let tokens: Vec<String> = (0..40).map(|i| if i == 7 { "line\nbreak ".into() } else { format!("t{i} ") }).collect();
+    let upstream = Upstream::start(Behaviour::Burst(tokens.clone())).await;
+    let spindle = Spindle::start(Options::default().llm(&upstream.origin));
+    for round in ["first", "cached"] {
+        let events = client::get(&spindle.url("/api/chat/stream?query=what+is+apt")).await.events().await;
+        let texts: Vec<&str> = events.iter().filter(|e| e.name.is_none()).map(|e| e.data.as_str()).collect();
+        assert_eq!(texts, tokens, "{round}: one event per token, in order");
+        let n = client::names(&events);
+        assert_eq!(n[..2], ["meta", "sources"], "{round}");
+        assert_eq!(n.last().map(String::as_str), Some("done"), "{round}");
+        assert_eq!(client::data(&events, "done")["finish_reason"], "stop", "{round}");
+    }
+    assert_eq!(upstream.log.lock().unwrap().requests.len(), 1, "the second answer came from the cache");
+
+    let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"what is dpkg"}]}"#;
+    let events = client::post_json(&spindle.url("/v1/chat/completions"), body).await.events().await;
+    let deltas: Vec<String> = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(&e.data).ok())
+        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .filter(|t| !t.is_empty())
+        .collect();
+    assert_eq!(deltas, tokens, "OpenAI encoding: one chunk per token");
+    assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"));
+}

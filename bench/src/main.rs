@@ -53,6 +53,10 @@ struct Args {
     /// at 10, same build). 0: no change.
     #[arg(long, default_value_t = 10)]
     target_nice: i32,
+    /// Tokens per answer from the fake upstream. Runs at two counts split a
+    /// target's CPU into a per-stream and a per-token part.
+    #[arg(long, default_value_t = 64)]
+    tokens: usize,
     /// Where the Markdown report is written (also printed).
     #[arg(long, default_value = "target/bench-report.md")]
     out: PathBuf,
@@ -311,7 +315,7 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if args.serve_upstream {
         return rt.block_on(async {
-            let upstream = Upstream::start_with(Behaviour::tokens(64, 50, 10), false).await;
+            let upstream = Upstream::start_with(Behaviour::tokens(args.tokens, 50, 10), false).await;
             println!("Serving {}", upstream.origin);
             std::future::pending::<()>().await;
             Ok(())
@@ -332,7 +336,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // only as many sockets as the open-file limit allows.
     let upstream = {
         let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.arg("--serve-upstream").stderr(Stdio::null());
+        cmd.arg("--serve-upstream").arg(format!("--tokens={}", args.tokens)).stderr(Stdio::null());
         spawn(cmd, "")?
     };
     let upstream = Origin { origin: upstream.url.clone(), _process: upstream };
@@ -340,7 +344,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let _ = writeln!(report, "# spindle-bench\n");
     let _ = writeln!(
         report,
-        "Upstream: fake OpenAI stream, 64 tokens, {} ms to first token, 10 ms per token. `relay` is a native hyper relay (no wasm) doing the same relay; `spindle` runs the whole app of spin.toml (BM25 retrieval, rerank, prompt, then the relay). Ratios are spindle / relay in the same run. Both run at niceness {}, below the upstream and the clients. Machine: {} cores.\n",
+        "Upstream: fake OpenAI stream, {} tokens, {} ms to first token, 10 ms per token. `relay` is a native hyper relay (no wasm) doing the same relay; `spindle` runs the whole app of spin.toml (BM25 retrieval, rerank, prompt, then the relay). Ratios are spindle / relay in the same run. Both run at niceness {}, below the upstream and the clients. Machine: {} cores.\n",
+        args.tokens,
         UPSTREAM_FIRST_TOKEN.as_millis(),
         args.target_nice,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)

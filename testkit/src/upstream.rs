@@ -36,6 +36,9 @@ pub enum Behaviour {
         per_token: Duration,
         end: End,
     },
+    /// The whole stream (role, one chunk per token, finish, `[DONE]`) in
+    /// one write, as a fast model or a busy connection delivers it.
+    Burst(Vec<String>),
     /// An HTTP error status with an OpenAI error body.
     Status(u16, String),
     /// Reads the request and never answers.
@@ -187,6 +190,17 @@ async fn respond(
         Behaviour::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             full(500, String::new())
+        }
+        Behaviour::Burst(tokens) => {
+            let mut body = chunk(serde_json::json!({"role": "assistant", "content": ""}), None);
+            for token in &tokens {
+                body.push_str(&chunk(serde_json::json!({"content": token}), None));
+            }
+            body.push_str(&chunk(serde_json::json!({}), Some("stop")));
+            body.push_str("data: [DONE]\n\n");
+            let mut response = full(200, body);
+            response.headers_mut().insert("content-type", http::HeaderValue::from_static("text/event-stream"));
+            response
         }
         Behaviour::Stream { tokens, first_delay, per_token, end } => {
             let include_usage = json["stream_options"]["include_usage"].as_bool().unwrap_or(false);

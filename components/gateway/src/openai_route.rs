@@ -206,27 +206,18 @@ impl ChunkSink {
         format!("data: {c}\n\n")
     }
 
-    async fn write(&mut self, data: String) -> Result<(), Gone> {
-        self.body.send(data).await
-    }
-}
-
-impl Sink for ChunkSink {
-    async fn send(&mut self, event: Event) -> Result<(), Gone> {
+    /// The bytes that encode `event`, if it shows in this encoding.
+    fn render(&mut self, event: Event) -> Option<String> {
         match event {
             Event::Meta(m) => {
                 self.model = m.model;
-                let c = self.chunk(json!({"role": "assistant", "content": ""}), None, None);
-                self.write(c).await
+                Some(self.chunk(json!({"role": "assistant", "content": ""}), None, None))
             }
             Event::Sources(s) => {
                 self.sources = s;
-                Ok(())
+                None
             }
-            Event::Text(t) => {
-                let c = self.chunk(json!({"content": t}), None, None);
-                self.write(c).await
-            }
+            Event::Text(t) => Some(self.chunk(json!({"content": t}), None, None)),
             Event::Done(done) => {
                 self.model = done.model.clone();
                 let sources = serde_json::to_value(&self.sources).expect("sources serialise");
@@ -239,14 +230,31 @@ impl Sink for ChunkSink {
                     out.push_str(&format!("data: {usage}\n\n"));
                 }
                 out.push_str("data: [DONE]\n\n");
-                self.write(out).await
+                Some(out)
             }
             Event::Error(e) => {
                 let body =
                     json!({"error": {"message": e.message, "type": "server_error", "param": null, "code": e.code}});
-                self.write(format!("data: {body}\n\n")).await
+                Some(format!("data: {body}\n\n"))
             }
         }
+    }
+}
+
+impl Sink for ChunkSink {
+    async fn send(&mut self, event: Event) -> Result<(), Gone> {
+        match self.render(event) {
+            Some(data) => self.body.send(data).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn send_all(&mut self, events: Vec<Event>) -> Result<(), Gone> {
+        let data: String = events.into_iter().filter_map(|e| self.render(e)).collect();
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.body.send(data).await
     }
 }
 

@@ -9,7 +9,13 @@ use crate::events::{Done, Event, Meta, Source, Timings, Usage};
 use crate::limits::{CANDIDATES_PER_SOURCE, MAX_CANDIDATES, SNIPPET_CHARS};
 use guest_common::extractive;
 use guest_common::runtime::{deadline, variable_u64};
+use spin_sdk::wit_bindgen::StreamResult;
 use std::time::{Duration, Instant};
+
+/// Most generator chunks taken by one read; more waiting take more reads.
+/// Small: the buffer is lent to the host while the read waits, and
+/// thousands of answers wait at once.
+const READ_BATCH: usize = 16;
 
 /// Per-step deadlines, from Spin variables (milliseconds).
 pub struct Deadlines {
@@ -35,6 +41,16 @@ pub struct Gone;
 /// Where events go.
 pub trait Sink {
     async fn send(&mut self, event: Event) -> Result<(), Gone>;
+
+    /// Sends events that exist at the same moment (the tokens of one
+    /// upstream read). Sinks that write bytes override this to write them
+    /// all at once: one body write instead of one per token.
+    async fn send_all(&mut self, events: Vec<Event>) -> Result<(), Gone> {
+        for event in events {
+            self.send(event).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Maps a step failure to the `error` event's code.
@@ -171,37 +187,49 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
     // the rest of it needs (the extractive fallback needs the passages).
     let passages = if stream.is_some() { Vec::new() } else { passages };
     match stream {
-        Some(mut rx) => {
-            while let Some(chunk) = rx.next().await {
+        Some(mut rx) => loop {
+            // Everything the generator has written since the last read, in
+            // one piece (see `Sink::send_all`).
+            let (result, batch) = rx.read(Vec::with_capacity(READ_BATCH)).await;
+            let mut events = Vec::with_capacity(batch.len());
+            for chunk in batch {
                 match chunk {
                     generator::Chunk::Text(text) => {
                         timings.first_token.get_or_insert_with(|| ms_since(start));
                         if caching {
                             chunks.push(text.clone());
                         }
-                        sink.send(Event::Text(text)).await?;
+                        events.push(Event::Text(text));
                     }
                     generator::Chunk::Usage(u) => {
                         usage = Some(Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens })
                     }
                     generator::Chunk::Finish(reason) => finish_reason = reason,
                     generator::Chunk::Error(e) => {
-                        return sink.send(step_error("upstream", &e)).await;
+                        events.push(step_error("upstream", &e));
+                        return sink.send_all(events).await;
                     }
                 }
             }
-        }
+            if !events.is_empty() {
+                sink.send_all(events).await?;
+            }
+            if !matches!(result, StreamResult::Complete(_)) {
+                break;
+            }
+        },
         None => {
             used = "extractive".to_string();
             let srcs: Vec<extractive::Source<'_>> =
                 passages.iter().map(|p| extractive::Source { title: p.title.as_deref(), text: &p.text }).collect();
-            for piece in extractive::answer(&req.query, &srcs) {
+            let pieces = extractive::answer(&req.query, &srcs);
+            if !pieces.is_empty() {
                 timings.first_token.get_or_insert_with(|| ms_since(start));
-                if caching {
-                    chunks.push(piece.clone());
-                }
-                sink.send(Event::Text(piece)).await?;
             }
+            if caching {
+                chunks.extend(pieces.iter().cloned());
+            }
+            sink.send_all(pieces.into_iter().map(Event::Text).collect()).await?;
         }
     }
     timings.generate = ms_since(t);
@@ -266,9 +294,7 @@ async fn rerank(
 async fn replay(hit: Cached, start: Instant, sink: &mut impl Sink) -> Result<(), Gone> {
     sink.send(Event::Sources(hit.sources)).await?;
     let first_token = Some(ms_since(start));
-    for chunk in hit.chunks {
-        sink.send(Event::Text(chunk)).await?;
-    }
+    sink.send_all(hit.chunks.into_iter().map(Event::Text).collect()).await?;
     let timings = Timings { first_token, total: ms_since(start), ..Timings::default() };
     sink.send(Event::Done(Done {
         finish_reason: hit.finish_reason,

@@ -22,12 +22,25 @@ struct SseSink {
     last_write: Rc<Cell<Instant>>,
 }
 
-impl Sink for SseSink {
-    async fn send(&mut self, event: Event) -> Result<(), Gone> {
+impl SseSink {
+    async fn write(&mut self, data: String) -> Result<(), Gone> {
+        if data.is_empty() {
+            return Ok(());
+        }
         // A failed send means the host dropped the body: the client is gone.
-        self.body.send(event.to_sse()).await?;
+        self.body.send(data).await?;
         self.last_write.set(Instant::now());
         Ok(())
+    }
+}
+
+impl Sink for SseSink {
+    async fn send(&mut self, event: Event) -> Result<(), Gone> {
+        self.write(event.to_sse()).await
+    }
+
+    async fn send_all(&mut self, events: Vec<Event>) -> Result<(), Gone> {
+        self.write(events.iter().map(Event::to_sse).collect()).await
     }
 }
 
