@@ -26,6 +26,10 @@ const TOKEN_BUDGET: usize = 2400;
 /// Rough token count: ~4 Latin characters per token, one token per CJK
 /// character. Exact counts would need the model's own tokenizer.
 fn estimate_tokens(text: &str) -> usize {
+    if text.is_ascii() {
+        // The common case, checked a word at a time: no CJK characters.
+        return text.len().div_ceil(4);
+    }
     let (cjk, other) =
         text.chars().fold((0usize, 0usize), |(c, o), ch| if is_cjk(ch) { (c + 1, o) } else { (c, o + 1) });
     cjk + other.div_ceil(4)
