@@ -140,3 +140,35 @@ async fn tokens_that_arrive_together_stay_separate_events_in_order() {
     assert_eq!(deltas, tokens, "OpenAI encoding: one chunk per token");
     assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_between_bytes_limit_cuts_a_stall_never_a_steady_stream() {
+    // Tokens every 100 ms for 1.2 s against a 300 ms limit: the limit is
+    // on silence, so the answer must complete.
+    let steady = Upstream::start(Behaviour::tokens(12, 10, 100)).await;
+    let spindle = Spindle::start(Options::default().llm(&steady.origin).var("llm_idle_timeout_ms", "300"));
+    let events = client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await.events().await;
+    assert_eq!(client::names(&events).last().map(String::as_str), Some("done"), "{:?}", client::names(&events));
+    assert_eq!(client::text(&events).matches("tok").count(), 12);
+
+    // The same, then silence: the stream ends 300 ms after the last token,
+    // counted from that token, not from when the answer started.
+    let stalling = Upstream::start(Behaviour::tokens(12, 10, 100).ending(common::upstream::End::Stall)).await;
+    let spindle = Spindle::start(Options::default().llm(&stalling.origin).var("llm_idle_timeout_ms", "300"));
+    let mut s = client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await;
+    let (mut last_text, mut error) = (None, None);
+    while let Some((e, at)) = s.next_event().await {
+        match e.name.as_deref() {
+            None => last_text = Some(at),
+            Some("error") => error = Some((serde_json::from_str::<serde_json::Value>(&e.data).unwrap(), at)),
+            _ => {}
+        }
+    }
+    let (err, at) = error.expect("an error event");
+    assert_eq!(err["code"], "upstream_timeout", "{err}");
+    let silence = at - last_text.expect("text before the stall");
+    assert!(
+        silence >= Duration::from_millis(280) && silence < Duration::from_millis(700),
+        "ended {silence:?} after the last token"
+    );
+}

@@ -62,7 +62,7 @@ impl Config {
     }
 }
 
-/// The upstream response body, decoded into chunks one at a time.
+/// The upstream response body, decoded into chunks a read at a time.
 struct Upstream {
     body: BodyReader,
     idle: IdleDeadline,
