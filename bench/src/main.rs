@@ -16,6 +16,7 @@ mod relay;
 
 use clap::Parser;
 use load::{Kind, Outcome, percentile};
+use spindle_testkit::procstat;
 use spindle_testkit::upstream::{Behaviour, Upstream};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -174,9 +175,9 @@ async fn measure(target: &Target, concurrency: usize, streams: usize) -> Measure
     load::run(&target.url, concurrency.min(100), 200, |_| Kind::Normal).await;
     let pid = target.child.id();
     let metrics_before = step_totals(target).await;
-    let before = spindle_testkit::procstat::sample(pid);
+    let before = procstat::sample(pid);
     let outcome = load::run(&target.url, concurrency, streams, |_| Kind::Normal).await;
-    let after = spindle_testkit::procstat::sample(pid);
+    let after = procstat::sample(pid);
     let metrics_after = step_totals(target).await;
     let steps = metrics_after
         .iter()
@@ -228,7 +229,7 @@ async fn soak(args: &Args, upstream: &str, total: usize, report: &mut String) ->
     };
     let warm = (total / 10).max(1000);
     load::run(&target.url, 1000, warm, mix).await;
-    let base = spindle_testkit::procstat::sample(pid);
+    let base = procstat::sample(pid);
     // One sample at the end of the warm-up says little: RSS rises and falls
     // as instances are created and retired. The trend under load does: RSS
     // every second, compared between the first and last quarter of the soak.
@@ -238,12 +239,12 @@ async fn soak(args: &Args, upstream: &str, total: usize, report: &mut String) ->
         async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                samples.lock().unwrap().push(spindle_testkit::procstat::sample(pid).rss_mb);
+                samples.lock().unwrap().push(procstat::sample(pid).rss_mb);
             }
         }
     });
     let outcome = load::run(&target.url, 1000, total, mix).await;
-    let end = spindle_testkit::procstat::sample(pid);
+    let end = procstat::sample(pid);
     sampler.abort();
     let rss = samples.lock().unwrap().clone();
     let quarter = (rss.len() / 4).max(1);
@@ -251,7 +252,7 @@ async fn soak(args: &Args, upstream: &str, total: usize, report: &mut String) ->
     let (first, last) = (mean(&rss[..quarter.min(rss.len())]), mean(&rss[rss.len().saturating_sub(quarter)..]));
     // Let idle instances expire, then look again.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let idle = spindle_testkit::procstat::sample(pid);
+    let idle = procstat::sample(pid);
     let metrics = metrics_text(&target.url.replace("/api/chat/stream", "/metrics")).await;
     let gauge = |name: &str| metric(&metrics, name).map_or("?".to_string(), |v| v.to_string());
     let _ = writeln!(

@@ -243,10 +243,7 @@ impl ChunkSink {
 
 impl Sink for ChunkSink {
     async fn send(&mut self, event: Event) -> Result<(), Gone> {
-        match self.render(event) {
-            Some(data) => self.body.send(data).await,
-            None => Ok(()),
-        }
+        self.send_all(vec![event]).await
     }
 
     async fn send_all(&mut self, events: Vec<Event>) -> Result<(), Gone> {

@@ -22,8 +22,13 @@ struct SseSink {
     last_write: Rc<Cell<Instant>>,
 }
 
-impl SseSink {
-    async fn write(&mut self, data: String) -> Result<(), Gone> {
+impl Sink for SseSink {
+    async fn send(&mut self, event: Event) -> Result<(), Gone> {
+        self.send_all(vec![event]).await
+    }
+
+    async fn send_all(&mut self, events: Vec<Event>) -> Result<(), Gone> {
+        let data: String = events.iter().map(Event::to_sse).collect();
         if data.is_empty() {
             return Ok(());
         }
@@ -31,16 +36,6 @@ impl SseSink {
         self.body.send(data).await?;
         self.last_write.set(Instant::now());
         Ok(())
-    }
-}
-
-impl Sink for SseSink {
-    async fn send(&mut self, event: Event) -> Result<(), Gone> {
-        self.write(event.to_sse()).await
-    }
-
-    async fn send_all(&mut self, events: Vec<Event>) -> Result<(), Gone> {
-        self.write(events.iter().map(Event::to_sse).collect()).await
     }
 }
 
