@@ -4,6 +4,9 @@
 //! to the first token, 10 ms per token), and reports each figure with its
 //! ratio to the relay measured in the same run. `--soak N` adds a leak soak
 //! of N mixed streams (normal, client leaving mid-stream, failing upstream).
+//! `--floor` adds a third target: the relay's work in one wasm component on
+//! spindle's host (`bench/floor.toml`), the least any design with wasm on
+//! the token path can cost.
 //!
 //! Every process here (load, upstream, relay, spindle) may hold only as many
 //! sockets as the open-file limit allows; a relay holds two per stream, so
@@ -58,6 +61,10 @@ struct Args {
     /// target's CPU into a per-stream and a per-token part.
     #[arg(long, default_value_t = 64)]
     tokens: usize,
+    /// Also measure the floor: the relay's work done by one wasm component
+    /// (components/relay-floor, `bench/floor.toml`) on spindle's host.
+    #[arg(long)]
+    floor: bool,
     /// Where the Markdown report is written (also printed).
     #[arg(long, default_value = "target/bench-report.md")]
     out: PathBuf,
@@ -128,10 +135,20 @@ fn start_relay(args: &Args, upstream: &str) -> anyhow::Result<Target> {
 }
 
 fn start_spindle(args: &Args, upstream: &str) -> anyhow::Result<Target> {
+    let mut target = start_app(args, upstream, &args.manifest, "/api/chat/stream")?;
+    target.metrics = Some(target.url.replace("/api/chat/stream", "/metrics"));
+    Ok(target)
+}
+
+/// The floor manifest, built once by [`run`].
+const FLOOR_MANIFEST: &str = "bench/floor.toml";
+
+/// `spindle up` for `manifest`, whose streaming route is `path`.
+fn start_app(args: &Args, upstream: &str, manifest: &std::path::Path, path: &str) -> anyhow::Result<Target> {
     let logs = std::env::temp_dir().join(format!("spindle-bench-logs-{}", std::process::id()));
     let mut cmd = target_command(&args.spindle, args.target_nice);
     cmd.args(["up", "--listen", "127.0.0.1:0", "--manifest"])
-        .arg(&args.manifest)
+        .arg(manifest)
         .arg("--log-dir")
         .arg(&logs)
         .env("SPIN_VARIABLE_LLM_URL", format!("{upstream}/v1"))
@@ -142,9 +159,7 @@ fn start_spindle(args: &Args, upstream: &str) -> anyhow::Result<Target> {
         // Kept for diagnosis: target/bench-spindle.log.
         .stderr(std::fs::File::create("target/bench-spindle.log")?)
         .args(&args.spindle_arg);
-    let mut target = spawn(cmd, "/api/chat/stream")?;
-    target.metrics = Some(target.url.replace("/api/chat/stream", "/metrics"));
-    Ok(target)
+    spawn(cmd, path)
 }
 
 struct Measured {
@@ -341,6 +356,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         spawn(cmd, "")?
     };
     let upstream = Origin { origin: upstream.url.clone(), _process: upstream };
+    if args.floor {
+        let status = Command::new(&args.spindle).args(["build", "--manifest", FLOOR_MANIFEST]).status()?;
+        anyhow::ensure!(status.success(), "building {FLOOR_MANIFEST} failed ({status})");
+    }
     let mut report = String::new();
     let _ = writeln!(report, "# spindle-bench\n");
     let _ = writeln!(
@@ -351,12 +370,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.target_nice,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
+    if args.floor {
+        let _ = writeln!(
+            report,
+            "`wasm relay (floor)` is the relay's work done by one wasm component (components/relay-floor) on spindle's host: what having wasm on the token path costs before any pipeline.\n"
+        );
+    }
     for &c in &args.levels {
         let streams = args.streams.unwrap_or((3 * c).max(2000));
         eprintln!("C = {c}: {streams} streams per target");
         let relay = {
             let t = start_relay(&args, &upstream.origin)?;
             measure(&t, c, streams).await
+        };
+        let floor = match args.floor {
+            true => {
+                let t = start_app(&args, &upstream.origin, FLOOR_MANIFEST.as_ref(), "/relay")?;
+                Some(measure(&t, c, streams).await)
+            }
+            false => None,
         };
         let spindle = {
             let t = start_spindle(&args, &upstream.origin)?;
@@ -369,6 +401,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         let _ = writeln!(report, "|---|---|---|---|---|---|---|---|");
         row(&mut report, "relay", &relay);
+        if let Some(floor) = &floor {
+            row(&mut report, "wasm relay (floor)", floor);
+        }
         row(&mut report, "spindle", &spindle);
         let steps = spindle.steps.iter().map(|(s, ms)| format!("{s} {ms:.2} ms")).collect::<Vec<_>>();
         let _ = writeln!(
@@ -382,6 +417,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             spindle.peak_rss_mb / relay.peak_rss_mb,
             spindle.cpu_per_1000() / relay.cpu_per_1000(),
         );
+        if let Some(floor) = &floor {
+            let _ = writeln!(
+                report,
+                "Floor: one wasm component doing the relay's work costs {:.2}x the relay's CPU per stream ({:.2}x its throughput, first text p50 / p99 {:+.1} / {:+.1} ms); the app costs {:.2}x the floor's CPU.\n",
+                floor.cpu_per_1000() / relay.cpu_per_1000(),
+                floor.streams_per_s() / relay.streams_per_s(),
+                floor.ttfe(0.5) - relay.ttfe(0.5),
+                floor.ttfe(0.99) - relay.ttfe(0.99),
+                spindle.cpu_per_1000() / floor.cpu_per_1000(),
+            );
+        }
         if !steps.is_empty() {
             let _ = writeln!(report, "spindle's mean time per step: {}.\n", steps.join(", "));
         }
