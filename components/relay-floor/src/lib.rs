@@ -59,7 +59,6 @@ async fn handle(req: Request) -> impl IntoResponse {
                 return;
             }
         }
-        drop(send);
         let BodyWriter { stream_writer, result_writer, .. } = writer;
         drop(stream_writer);
         let _ = result_writer.write(Ok(None)).await;
