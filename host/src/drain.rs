@@ -58,7 +58,7 @@ impl<B> Drainable<B> {
 }
 
 fn has_end_marker(data: &[u8]) -> bool {
-    END_MARKERS.iter().any(|m| data.windows(m.len()).any(|w| w == *m))
+    END_MARKERS.iter().any(|m| memchr::memmem::find(data, m).is_some())
 }
 
 impl<B: Body<Data = Bytes> + Unpin> Body for Drainable<B> {

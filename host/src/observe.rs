@@ -270,6 +270,15 @@ impl Tap {
         self.first_byte.get_or_insert_with(Instant::now);
         self.bytes += data.len() as u64;
         if let Some(decoder) = self.sse.as_mut() {
+            // Tokens travel as unnamed events, so a frame of whole unnamed
+            // events holds neither `done` nor `error`: skipping its decoding
+            // (an allocation per event, ~2% of CPU at 64 tokens a stream) is
+            // exact, never a missed record. Anything else is decoded.
+            let whole_unnamed =
+                decoder.between_events() && data.ends_with(b"\n\n") && memchr::memmem::find(data, b"event").is_none();
+            if whole_unnamed {
+                return;
+            }
             for event in decoder.feed(data) {
                 let slot = match event.name.as_deref() {
                     Some("done") => &mut self.done,

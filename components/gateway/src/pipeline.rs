@@ -278,13 +278,15 @@ async fn rerank(
     if retrieved.is_empty() {
         return retrieved;
     }
-    let reranked = deadline(limits.rerank, reranker::rerank(req.query.clone(), retrieved.clone(), req.top_k)).await;
+    // Retrieval order is still a useful answer basis if the reranker fails:
+    // keep the top of it (not a copy of every candidate).
+    let fallback: Vec<Passage> = retrieved.iter().take(req.top_k as usize).cloned().collect();
+    let reranked = deadline(limits.rerank, reranker::rerank(req.query.clone(), retrieved, req.top_k)).await;
     match reranked.unwrap_or_else(|| Err(timed_out(limits.rerank))) {
         Ok(p) => p,
         Err(e) => {
-            // Retrieval order is still a useful answer basis.
             degraded.push(format!("reranker: {}", describe(&e)));
-            retrieved.into_iter().take(req.top_k as usize).collect()
+            fallback
         }
     }
 }

@@ -174,7 +174,7 @@ fn role(r: Role) -> &'static str {
 fn request_body(cfg: &Config, messages: &[Message], options: &GenerateOptions) -> String {
     let pairs: Vec<(&str, &str)> = messages.iter().map(|m| (role(m.role), m.content.as_str())).collect();
     let max_tokens = options.max_tokens.or((cfg.max_tokens > 0).then_some(cfg.max_tokens));
-    openai::chat_request(&cfg.model, &pairs, max_tokens, options.temperature).to_string()
+    openai::chat_request(&cfg.model, &pairs, max_tokens, options.temperature)
 }
 
 async fn start(cfg: &Config, body: String, options: &GenerateOptions) -> Result<Upstream, StepError> {

@@ -2,8 +2,8 @@
 //! `stream: true` chunk stream (`data: {chat.completion.chunk}` ... `data: [DONE]`),
 //! including the error objects OpenAI-compatible servers send.
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::borrow::Cow;
 
 /// One thing an upstream stream event carries.
@@ -131,31 +131,54 @@ fn preview(s: &str) -> String {
     }
 }
 
-/// Builds a streaming chat-completions request body.
+/// A streaming chat-completions request, borrowing its text.
+#[derive(Serialize)]
+struct ChatRequest<'a> {
+    model: &'a str,
+    messages: Vec<ChatMessage<'a>>,
+    stream: bool,
+    stream_options: StreamOptions,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+}
+
+#[derive(Serialize)]
+struct ChatMessage<'a> {
+    role: &'a str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+/// The JSON body of a streaming chat-completions request. Serialised from
+/// borrowed text: a prompt holds several passages, and building a `Value`
+/// tree first copied all of them once more per request.
 pub fn chat_request(
     model: &str,
     messages: &[(&str, &str)],
     max_tokens: Option<u32>,
     temperature: Option<f32>,
-) -> Value {
-    let mut body = json!({
-        "model": model,
-        "messages": messages.iter().map(|(role, content)| json!({"role": role, "content": content})).collect::<Vec<_>>(),
-        "stream": true,
-        "stream_options": {"include_usage": true},
-    });
-    if let Some(m) = max_tokens {
-        body["max_tokens"] = json!(m);
-    }
-    if let Some(t) = temperature {
-        body["temperature"] = json!(t);
-    }
-    body
+) -> String {
+    let body = ChatRequest {
+        model,
+        messages: messages.iter().map(|&(role, content)| ChatMessage { role, content }).collect(),
+        stream: true,
+        stream_options: StreamOptions { include_usage: true },
+        max_tokens,
+        temperature,
+    };
+    serde_json::to_string(&body).expect("borrowed strings and numbers always serialise")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn parses_content_finish_usage_and_done() {
@@ -172,6 +195,19 @@ mod tests {
         // Servers send `"delta": null` or `"content": null` on the last chunk.
         let n = r#"{"choices":[{"delta":null,"finish_reason":"length"}]}"#;
         assert_eq!(parse_event(n).unwrap(), vec![StreamItem::Finish("length".into())]);
+    }
+
+    #[test]
+    fn chat_request_streams_with_usage_and_only_the_options_given() {
+        let body: Value =
+            serde_json::from_str(&chat_request("m", &[("system", "s \"q\""), ("user", "u")], None, None)).unwrap();
+        assert_eq!(
+            body,
+            json!({"model": "m", "stream": true, "stream_options": {"include_usage": true},
+                   "messages": [{"role": "system", "content": "s \"q\""}, {"role": "user", "content": "u"}]})
+        );
+        let body: Value = serde_json::from_str(&chat_request("m", &[], Some(7), Some(0.5))).unwrap();
+        assert_eq!((body["max_tokens"].as_u64(), body["temperature"].as_f64()), (Some(7), Some(0.5)));
     }
 
     #[test]

@@ -56,13 +56,12 @@ impl Decoder {
         // Lines are read in place and the consumed prefix removed once: this
         // runs for every token of every stream.
         let mut start = 0;
-        while let Some(len) = self.buf[start..].iter().position(|&b| b == b'\n') {
+        while let Some(len) = memchr::memchr(b'\n', &self.buf[start..]) {
             let mut line = &self.buf[start..start + len];
             start += len + 1;
             if let [rest @ .., b'\r'] = line {
                 line = rest;
             }
-            let line = String::from_utf8_lossy(line);
             if line.is_empty() {
                 if let Some(data) = self.data.take() {
                     events.push(Event { name: self.name.take(), data });
@@ -70,27 +69,37 @@ impl Decoder {
                 self.name = None;
                 continue;
             }
-            if line.starts_with(':') {
+            if line[0] == b':' {
                 continue;
             }
-            let (field, value) = match line.split_once(':') {
-                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-                None => (&*line, ""),
+            // Field names are ASCII: only a value needs UTF-8 decoding.
+            let (field, value) = match memchr::memchr(b':', line) {
+                Some(i) => (&line[..i], line[i + 1..].strip_prefix(b" ").unwrap_or(&line[i + 1..])),
+                None => (line, &b""[..]),
             };
             match field {
-                "event" => self.name = Some(value.to_string()),
-                "data" => match &mut self.data {
-                    Some(d) => {
-                        d.push('\n');
-                        d.push_str(value);
+                b"event" => self.name = Some(String::from_utf8_lossy(value).into_owned()),
+                b"data" => {
+                    let value = String::from_utf8_lossy(value);
+                    match &mut self.data {
+                        Some(d) => {
+                            d.push('\n');
+                            d.push_str(&value);
+                        }
+                        None => self.data = Some(value.into_owned()),
                     }
-                    None => self.data = Some(value.to_string()),
-                },
+                }
                 _ => {}
             }
         }
         self.buf.drain(..start);
         events
+    }
+
+    /// True when no event is partly received: every byte fed so far belonged
+    /// to events already returned, or to comments.
+    pub fn between_events(&self) -> bool {
+        self.buf.is_empty() && self.name.is_none() && self.data.is_none()
     }
 
     /// Bytes received that do not yet end a line (for error messages).
@@ -128,5 +137,19 @@ mod tests {
     fn comments_and_crlf_are_handled() {
         let mut d = Decoder::default();
         assert_eq!(d.feed(b": ping\r\n\r\ndata: {}\r\n\r\n"), vec![Event { name: None, data: "{}".into() }]);
+    }
+
+    #[test]
+    fn between_events_only_when_nothing_is_pending() {
+        let mut d = Decoder::default();
+        assert!(d.between_events());
+        d.feed(b"event: done\n");
+        assert!(!d.between_events());
+        d.feed(b"data: {}\n");
+        assert!(!d.between_events());
+        d.feed(b"\ndata: x");
+        assert!(!d.between_events());
+        d.feed(b"\n\n");
+        assert!(d.between_events());
     }
 }

@@ -33,7 +33,7 @@ async fn handle(req: Request) -> impl IntoResponse {
         if !send(event(Some("meta"), r#"{"model":"bench"}"#)).await {
             return;
         }
-        let body = chat_request("bench", &[("user", &query)], None, None).to_string();
+        let body = chat_request("bench", &[("user", &query)], None, None);
         let req = spin_sdk::http::Request::post(format!("{url}/chat/completions"))
             .header("content-type", "application/json")
             .body(body)
