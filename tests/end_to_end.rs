@@ -132,6 +132,7 @@ async fn the_faq_indexed_in_real_engines_answers_in_english_and_chinese_from_a_r
         variables: vars,
         manifest: Some(manifest),
         extra_args: vec!["--runtime-config-file".into(), runtime_config(redis_port).display().to_string()],
+        ..Options::default()
     });
 
     for (query, lang, relevant) in

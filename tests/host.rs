@@ -195,3 +195,15 @@ async fn shutdown_drains_then_ends_streams_with_an_error_event() {
     assert!(names.iter().filter(|n| *n == "text").count() >= 5, "the stream went on during the drain: {names:?}");
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "{took:?}");
 }
+
+/// The pool reserves 4 GiB of address space per linear memory (no bounds
+/// checks). Capped below that (here 20 TiB, against about 63 TiB), spindle
+/// must still start, say why it reserves less, and answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_address_space_cap_costs_speed_not_service() {
+    let spindle = Spindle::start(Options { address_space: Some(20 << 40), ..Default::default() });
+    let events = client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await.events().await;
+    assert_eq!(client::data(&events, "done")["finish_reason"], "stop");
+    let log = spindle.stderr.lock().unwrap().clone();
+    assert!(log.contains("cannot reserve 4 GiB of address space per linear memory"), "{log}");
+}

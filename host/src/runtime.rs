@@ -70,20 +70,33 @@ pub fn engine(cache_dir: Option<&Path>, limits: &Limits) -> anyhow::Result<Engin
         .max_tables_per_component(64)
         .max_core_instances_per_component(64);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    // No `memory_reservation` below wasmtime's 64-bit default of 4 GiB per
-    // linear memory: with less, compiled code bounds-checks every load and
-    // store (with a Spectre guard). It is address space, not memory: the
-    // pool reserves it up front (about 63 TiB for 16,000 memories, of the
-    // 128 TiB a process may address) and `max_memory_size` still caps each
-    // memory. A/B, two rounds, CPU-ms per stream at C = 100 / 1000:
-    // 6.67, 6.71 / 4.07, 4.88 with 256 MiB; 6.32, 6.18 / 4.29, 3.74 with 4 GiB.
     if let Some(dir) = cache_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create cache directory {}", dir.display()))?;
         let mut cache = wasmtime::CacheConfig::new();
         cache.with_directory(std::fs::canonicalize(dir)?);
         config.cache(Some(wasmtime::Cache::new(cache)?));
     }
-    let engine = Engine::new(&config)?;
+    // Wasmtime's 64-bit default reservation of 4 GiB per linear memory lets
+    // compiled code skip bounds checks; with less, every load and store is
+    // checked (with a Spectre guard). It is address space, not memory: the
+    // pool reserves it up front (about 63 TiB for 16,000 memories, of the
+    // 128 TiB a process may address) and `max_memory_size` still caps each
+    // memory. A/B, two rounds, CPU-ms per stream at C = 100 / 1000:
+    // 6.67, 6.71 / 4.07, 4.88 with 256 MiB; 6.32, 6.18 / 4.29, 3.74 with 4 GiB.
+    // Where the address space is capped (`ulimit -v`), the pool cannot be
+    // mapped: fall back to reserving only the memory limit.
+    let engine = match Engine::new(&config) {
+        Ok(engine) => engine,
+        Err(e) => {
+            tracing::warn!(
+                "cannot reserve 4 GiB of address space per linear memory ({e:#}); reserving {} MiB each instead, \
+                 which makes guests check every memory access",
+                limits.max_memory >> 20
+            );
+            config.memory_reservation(limits.max_memory as u64);
+            Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine's memory pool: {e:#}"))?
+        }
+    };
     let ticker = engine.weak();
     std::thread::Builder::new().name("epoch".into()).spawn(move || {
         while let Some(engine) = ticker.upgrade() {

@@ -73,6 +73,8 @@ pub struct Options {
     pub variables: Vec<(String, String)>,
     pub manifest: Option<PathBuf>,
     pub extra_args: Vec<String>,
+    /// Caps the process's address space (`ulimit -v`), in bytes.
+    pub address_space: Option<u64>,
 }
 
 impl Options {
@@ -96,6 +98,14 @@ impl Spindle {
         cmd.args(&opts.extra_args);
         for (k, v) in &opts.variables {
             cmd.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);
+        }
+        if let Some(limit) = opts.address_space {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs
+            // between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || rlimit::setrlimit(rlimit::Resource::AS, limit, limit));
+            }
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start spindle");
