@@ -383,12 +383,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let t = start_relay(&args, &upstream.origin)?;
             measure(&t, c, streams).await
         };
-        let floor = match args.floor {
-            true => {
-                let t = start_app(&args, &upstream.origin, FLOOR_MANIFEST.as_ref(), "/relay")?;
-                Some(measure(&t, c, streams).await)
-            }
-            false => None,
+        let floor = if args.floor {
+            let t = start_app(&args, &upstream.origin, FLOOR_MANIFEST.as_ref(), "/relay")?;
+            Some(measure(&t, c, streams).await)
+        } else {
+            None
         };
         let spindle = {
             let t = start_spindle(&args, &upstream.origin)?;
