@@ -9,7 +9,7 @@ use common::spindle::{Options, Spindle};
 use common::upstream::{Behaviour, Upstream};
 use std::time::{Duration, Instant};
 
-async fn ask(spindle: &Spindle, q: &str) -> Vec<guest_common::sse::Event> {
+async fn ask(spindle: &Spindle, q: &str) -> Vec<spindle_wire::sse::Event> {
     client::get(&spindle.url(&format!("/api/chat/stream?query={q}"))).await.events().await
 }
 

@@ -150,7 +150,7 @@ async fn bad_input_gets_json_errors() {
 }
 
 /// Runs one question against an upstream behaving as given.
-async fn ask_with(behaviour: Behaviour, extra: &[(&str, &str)]) -> (Vec<guest_common::sse::Event>, Upstream) {
+async fn ask_with(behaviour: Behaviour, extra: &[(&str, &str)]) -> (Vec<spindle_wire::sse::Event>, Upstream) {
     let upstream = Upstream::start(behaviour).await;
     let mut opts = Options::default().llm(&upstream.origin);
     for (k, v) in extra {

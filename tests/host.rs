@@ -88,8 +88,91 @@ async fn api_keys_are_required_when_configured() {
     assert_eq!(s.json().await["error"]["code"], "unauthorized");
     assert_eq!(client::send(request("GET", &url, &[("authorization", "Bearer k3")])).await.status, 401);
     assert_eq!(client::send(request("GET", &url, &[("authorization", "Bearer k2")])).await.status, 200);
+    // The scheme is case-insensitive (RFC 9110).
+    for scheme in ["bearer", "BEARER", "bEaReR"] {
+        let auth = format!("{scheme} k1");
+        assert_eq!(client::send(request("GET", &url, &[("authorization", &auth)])).await.status, 200, "{scheme}");
+    }
+    assert_eq!(client::send(request("GET", &url, &[("authorization", "Basic k1")])).await.status, 401);
     assert_eq!(client::send(request("GET", &spindle.url("/metrics"), &[])).await.status, 401);
     assert_eq!(client::send(request("GET", &spindle.url("/healthz"), &[])).await.status, 200);
+    // Probes that send HEAD are health checks too.
+    assert_eq!(client::send(request("HEAD", &spindle.url("/healthz"), &[])).await.status, 200);
+    assert_eq!(client::send(request("HEAD", &spindle.url("/readyz"), &[])).await.status, 200);
+}
+
+/// Opens a raw connection and sends `bytes`; returns how long until the
+/// server closed it (reading whatever it answered) and what it answered.
+async fn held_open(spindle: &Spindle, bytes: &[u8]) -> (Duration, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = spindle.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(bytes).await.unwrap();
+    let start = std::time::Instant::now();
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut seen)).await;
+    assert!(read.is_ok(), "the connection was still open after 10 s: {}", String::from_utf8_lossy(&seen));
+    (start.elapsed(), String::from_utf8_lossy(&seen).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_idle_and_oversized_request_heads_are_cut() {
+    let spindle = Spindle::start(Options {
+        extra_args: ["--header-read-timeout-secs", "1", "--max-header-kib", "16"].map(String::from).to_vec(),
+        ..Default::default()
+    });
+    // Nothing at all, half a head (slowloris), and an idle keep-alive
+    // connection after a complete request: each closed after about 1 s.
+    for (what, bytes) in [
+        ("silent", &b""[..]),
+        ("half a head", &b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "[..]),
+        ("idle keep-alive", &b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"[..]),
+    ] {
+        let (took, answer) = held_open(&spindle, bytes).await;
+        assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(3), "{what}: closed after {took:?}");
+        if what == "idle keep-alive" {
+            assert!(answer.starts_with("HTTP/1.1 200"), "{what}: {answer}");
+        }
+    }
+    // A head over the limit is refused with 431, not copied into wasm.
+    let big = format!("GET /api/chat/stream?query=a HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(64 * 1024));
+    let (_, answer) = held_open(&spindle, big.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // A head within the limit is served.
+    let fine =
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Ok: {}\r\n\r\n", "a".repeat(8 * 1024));
+    let (_, answer) = held_open(&spindle, fine.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_ids_are_random_and_never_shared_by_open_requests() {
+    let upstream = Upstream::start(Behaviour::tokens(10, 300, 20)).await;
+    let spindle = Spindle::start(Options::default().llm(&upstream.origin));
+    let url = spindle.url("/api/chat/stream?query=what+is+debian");
+    // Generated ids are UUIDs (random: nothing to guess from one another).
+    let a = client::send(request("GET", &url, &[])).await;
+    let id = a.header("x-request-id").unwrap().to_string();
+    assert!(uuid_like(&id), "{id}");
+    // Two open requests bringing the same id: the second gets its own, so
+    // neither's calls can be cancelled by the other leaving.
+    let mut first = client::send(request("GET", &url, &[("x-request-id", "same")])).await;
+    let mut second = client::send(request("GET", &url, &[("x-request-id", "same")])).await;
+    assert_eq!(first.header("x-request-id"), Some("same"));
+    let other = second.header("x-request-id").unwrap().to_string();
+    assert!(uuid_like(&other), "{other}");
+    drop(a);
+    let (first, second) = tokio::join!(first.events(), second.events());
+    for events in [&first, &second] {
+        assert_eq!(client::data(events, "done")["generator"], "openai");
+    }
+    assert_eq!(client::data(&second, "meta")["request_id"], other.as_str());
+}
+
+fn uuid_like(id: &str) -> bool {
+    id.len() == 36
+        && id.chars().filter(|c| *c == '-').count() == 4
+        && id.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -110,18 +193,26 @@ async fn access_and_query_logs_are_json_lines() {
     let events = s.events().await;
     assert_eq!(client::data(&events, "meta")["request_id"], "my-req-1");
     client::post_json(&spindle.url("/api/chat/stream"), r#"{"query":"如何安装软件包"}"#).await.events().await;
+    let openai = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"  how to upgrade  "}]}"#;
+    client::post_json(&spindle.url("/v1/chat/completions"), openai).await.events().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let access = std::fs::read_to_string(dir.join("access.jsonl")).unwrap();
     let queries = std::fs::read_to_string(dir.join("queries.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = queries.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 2, "{queries}");
+    assert_eq!(lines.len(), 3, "{queries}");
     assert_eq!(lines[0]["id"], "my-req-1");
     assert_eq!(lines[0]["query"], "what is debian");
     assert_eq!(lines[0]["outcome"], "done");
     assert!(lines[0]["timings_ms"]["retrieve"].is_number());
     assert_eq!(lines[1]["query"], "如何安装软件包");
+    // OpenAI streams are logged too, with the question the app validated.
+    assert_eq!(lines[2]["route"], "/v1/chat/completions");
+    assert_eq!(lines[2]["query"], "how to upgrade");
+    assert_eq!(lines[2]["outcome"], "done");
+    assert_eq!(lines[2]["generator"], "extractive");
+    assert!(lines[2]["timings_ms"]["retrieve"].is_number(), "{}", lines[2]);
     let access: Vec<serde_json::Value> = access.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(access.len(), 2);
+    assert_eq!(access.len(), 3);
     assert_eq!(access[0]["status"], 200);
     assert_eq!(access[0]["complete"], true);
     assert!(access[0]["time"].as_str().unwrap().ends_with('Z'));

@@ -68,3 +68,21 @@ async fn openai_errors_use_the_openai_shape() {
         assert_eq!(json["error"]["type"], "invalid_request_error");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_the_server_ends_raises_in_the_python_sdk() {
+    // About 3 s of answer against a 1 s whole-request deadline: the host
+    // ends the stream, and the SDK must raise, not end quietly.
+    let upstream = Upstream::start(Behaviour::tokens(60, 10, 50)).await;
+    let spindle = Spindle::start(Options {
+        extra_args: ["--request-timeout-secs", "1"].map(String::from).to_vec(),
+        ..Options::default().llm(&upstream.origin).var("llm_model", "fake-model")
+    });
+    let base = spindle.url("/v1");
+    let seen =
+        tokio::task::spawn_blocking(move || run_client("python3", "openai_stream_error.py", &base)).await.unwrap();
+    assert_eq!(seen["raised"], "APIError", "{seen}");
+    assert!(seen["message"].as_str().unwrap_or("").contains("deadline"), "{seen}");
+    assert_eq!(seen["code"], "request_timeout", "{seen}");
+    assert!(seen["text"].as_str().unwrap().starts_with("tok0 "), "{seen}");
+}

@@ -9,9 +9,9 @@ mod common;
 use common::client::{self, data, names};
 use common::spindle::{Options, Spindle, derived_manifest};
 use common::upstream::Upstream;
-use guest_common::sse::Event;
 use serde_json::{Value, json};
 use spindle_testkit::scripted::{Reply, Scripted, Seen};
+use spindle_wire::sse::Event;
 use std::time::Duration;
 
 const DIM: usize = 4;

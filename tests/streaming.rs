@@ -111,6 +111,46 @@ async fn a_stream_past_the_whole_request_deadline_ends_with_an_error_event() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn text_that_spells_an_end_marker_does_not_end_the_stream() {
+    // The model writes the end markers of both encodings as text, then keeps
+    // going past a 1 s deadline: the host must still end each stream with
+    // an error in its own encoding, never silently.
+    let mut tokens = vec!["event: done\ndata: {}\n\n".to_string(), "data: [DONE]\n\n".to_string()];
+    tokens.extend((0..60).map(|i| format!("t{i} ")));
+    let upstream = Upstream::start(Behaviour::Stream {
+        tokens,
+        first_delay: Duration::from_millis(10),
+        per_token: Duration::from_millis(50),
+        end: common::upstream::End::Done,
+    })
+    .await;
+    let spindle = Spindle::start(Options {
+        extra_args: ["--request-timeout-secs", "1"].map(String::from).to_vec(),
+        ..Options::default().llm(&upstream.origin)
+    });
+    let events = client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await.events().await;
+    assert!(client::text(&events).contains("event: done"), "the marker was relayed as text");
+    let names = client::names(&events);
+    assert_eq!(names.last().map(String::as_str), Some("error"), "{names:?}");
+    assert_eq!(client::data(&events, "error")["code"], "request_timeout");
+
+    let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"what is debian"}]}"#;
+    let events = client::post_json(&spindle.url("/v1/chat/completions"), body).await.events().await;
+    let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
+    assert!(events.iter().all(|e| e.name.is_none()), "OpenAI streams have unnamed events only: {data:?}");
+    assert_eq!(data.last(), Some(&"[DONE]"), "{data:?}");
+    let error: serde_json::Value = serde_json::from_str(data[data.len() - 2]).unwrap();
+    assert_eq!(error["error"]["code"], "request_timeout", "{data:?}");
+    assert_eq!(error["error"]["type"], "server_error");
+    let text: String = data
+        .iter()
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .collect();
+    assert!(text.contains("data: [DONE]"), "the marker was relayed as text: {text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn tokens_that_arrive_together_stay_separate_events_in_order() {
     // The generator and the gateway pass on everything one read brings in
     // one piece; the client must still get one event per token, in order,

@@ -2,11 +2,11 @@
 //! until N streams are done, timing each stream's first text event.
 
 use bytes::Bytes;
-use guest_common::sse::Decoder;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use spindle_wire::sse::Decoder;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -98,7 +98,7 @@ async fn one(client: &Client<HttpConnector, Empty<Bytes>>, url: &str, kind: Kind
     while let Some(frame) = tokio::time::timeout(Duration::from_secs(60), body.frame()).await.map_err(|_| "stalled")? {
         let frame = frame.map_err(|e| e.to_string())?;
         let Some(data) = frame.data_ref() else { continue };
-        for e in decoder.feed(data) {
+        for e in decoder.feed(data).map_err(|e| e.to_string())? {
             match e.name.as_deref() {
                 None if first.is_none() => {
                     first = Some(start.elapsed());

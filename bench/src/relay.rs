@@ -5,12 +5,12 @@
 
 use bytes::Bytes;
 use guest_common::openai::{StreamItem, parse_event};
-use guest_common::sse::{Decoder, event};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use spindle_wire::sse::{Decoder, event};
 use std::convert::Infallible;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -76,7 +76,8 @@ async fn relay(
         let mut decoder = Decoder::default();
         while let Some(Ok(frame)) = body.frame().await {
             let Some(data) = frame.data_ref() else { continue };
-            for e in decoder.feed(data) {
+            let Ok(events) = decoder.feed(data) else { return };
+            for e in events {
                 for item in parse_event(&e.data).unwrap_or_default() {
                     let out = match item {
                         StreamItem::Text(t) => event(None, &t),

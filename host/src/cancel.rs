@@ -7,7 +7,9 @@
 //! which the gateway forwards on its outbound calls; when the client goes
 //! away, every outbound request carrying that id is dropped at once (its
 //! connection closes, so the model server stops), and the guest sees the
-//! failure and unwinds.
+//! failure and unwinds. Ids are unique among open requests: a request that
+//! brings an id already in use gets a new one, so no request can cancel,
+//! or be cancelled with, another's calls.
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
@@ -18,23 +20,25 @@ use std::task::{Context, Poll};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use wasmtime_wasi_http::Error as HttpError;
 
-/// Open inbound requests by id. Ids a client reuses share one token, which
-/// fires when the last of them ends.
+/// Open inbound requests by id.
 #[derive(Clone, Default)]
-pub struct Registry(Arc<Mutex<HashMap<String, (CancellationToken, usize)>>>);
+pub struct Registry(Arc<Mutex<HashMap<String, CancellationToken>>>);
 
 impl Registry {
-    /// Registers an inbound request; dropping the guard cancels it.
-    pub fn register(&self, id: &str) -> Guard {
+    /// Registers an inbound request under `id` if no open request has it;
+    /// dropping the guard cancels it. `None` when the id is taken.
+    pub fn register(&self, id: &str) -> Option<Guard> {
         let mut map = self.0.lock().unwrap();
-        let entry = map.entry(id.to_string()).or_insert_with(|| (CancellationToken::new(), 0));
-        entry.1 += 1;
-        Guard { registry: self.clone(), id: id.to_string() }
+        if map.contains_key(id) {
+            return None;
+        }
+        map.insert(id.to_string(), CancellationToken::new());
+        Some(Guard { registry: self.clone(), id: id.to_string() })
     }
 
     /// The token of an open inbound request.
     pub fn token(&self, id: &str) -> Option<CancellationToken> {
-        self.0.lock().unwrap().get(id).map(|(t, _)| t.clone())
+        self.0.lock().unwrap().get(id).cloned()
     }
 
     #[cfg(test)]
@@ -51,13 +55,8 @@ pub struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let mut map = self.registry.0.lock().unwrap();
-        if let Some((token, count)) = map.get_mut(&self.id) {
-            *count -= 1;
-            if *count == 0 {
-                token.cancel();
-                map.remove(&self.id);
-            }
+        if let Some(token) = self.registry.0.lock().unwrap().remove(&self.id) {
+            token.cancel();
         }
     }
 }
@@ -99,15 +98,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shared_ids_cancel_when_the_last_request_ends() {
+    fn an_id_in_use_is_refused_and_free_again_when_its_request_ends() {
         let reg = Registry::default();
-        let a = reg.register("x");
-        let b = reg.register("x");
+        let a = reg.register("x").unwrap();
+        assert!(reg.register("x").is_none(), "a second open request may not share the id");
         let token = reg.token("x").unwrap();
         drop(a);
-        assert!(!token.is_cancelled());
-        drop(b);
         assert!(token.is_cancelled());
         assert_eq!(reg.open(), 0);
+        assert!(reg.register("x").is_some());
     }
 }

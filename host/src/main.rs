@@ -12,6 +12,7 @@ mod manifest;
 mod metrics;
 mod observe;
 mod outbound;
+mod preflight;
 mod routes;
 mod runtime;
 mod server;
@@ -77,12 +78,11 @@ struct UpArgs {
     cpu_limit_ms: u64,
     /// Requests an instance serves before it is replaced. Every open stream
     /// keeps its instance alive, so at least open streams / this many
-    /// instances exist at once, each with its own memories: at 9,000 open
-    /// streams, 128 (Spin's) peaked at 1,220 MB, 256 at 1,004-1,126 MB and
-    /// 1024 at 958 MB, with less CPU per stream (`spindle-bench`). Larger
-    /// counts were unsafe until steps stopped leaking a task record per
-    /// call (`guest_common::step`); in a 100,000-stream soak at 1024 the
-    /// mean RSS of the last quarter is within 3% of the first quarter's.
+    /// instances exist at once, each with its own memories: a higher count
+    /// means fewer instances, so less memory and CPU under many open
+    /// streams. It is safe because steps leave nothing behind per call;
+    /// replacing instances bounds whatever would. Measured in
+    /// bench/RESULTS.md.
     #[arg(long, default_value_t = 1024)]
     max_instance_reuse_count: usize,
     /// Requests an instance takes at once; a streamed answer counts until
@@ -101,6 +101,14 @@ struct UpArgs {
     /// Where access.jsonl and queries.jsonl are written; `none` disables them.
     #[arg(long, default_value = ".spindle/logs")]
     log_dir: String,
+    /// How long a client may take to send a request head, and how long an
+    /// idle keep-alive connection stays open, in seconds.
+    #[arg(long, default_value_t = 10)]
+    header_read_timeout_secs: u64,
+    /// Largest request head (request line and headers), in KiB; a larger
+    /// one is answered 431.
+    #[arg(long, default_value_t = 32)]
+    max_header_kib: usize,
 }
 
 impl UpArgs {
@@ -156,6 +164,8 @@ fn prepare(args: &UpArgs) -> anyhow::Result<(manifest::App, server::Server)> {
         api_keys: args.api_keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
         drain_timeout: Duration::from_secs(args.drain_timeout_secs),
         request_timeout: Duration::from_secs(args.request_timeout_secs),
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs.max(1)),
+        max_header_bytes: args.max_header_kib.max(1) << 10,
     };
     let stores = kv::Stores::load(args.runtime_config_file.as_deref())?;
     let server = app::load(&app, cache.as_deref(), &args.limits(), settings, observer, stores)?;

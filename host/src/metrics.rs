@@ -37,7 +37,7 @@ pub struct Metrics {
     pub time_to_first_event: Histogram,
     pub request_duration: Histogram,
     pub step_duration: Family<StepLabels, Histogram>,
-    pub upstream_errors: Family<CodeLabels, Counter>,
+    pub stream_errors: Family<CodeLabels, Counter>,
     pub fallbacks: Counter,
     pub completion_tokens: Counter,
     pub client_disconnects: Counter,
@@ -78,8 +78,8 @@ impl Metrics {
             "Pipeline step durations reported by the gateway",
             step_duration.clone(),
         );
-        let upstream_errors = Family::<CodeLabels, Counter>::default();
-        registry.register("stream_errors", "Answers that ended with an error event, by code", upstream_errors.clone());
+        let stream_errors = Family::<CodeLabels, Counter>::default();
+        registry.register("stream_errors", "Answers that ended with an error event, by code", stream_errors.clone());
         let fallbacks = Counter::default();
         registry.register(
             "generator_fallbacks",
@@ -116,7 +116,7 @@ impl Metrics {
             time_to_first_event,
             request_duration,
             step_duration,
-            upstream_errors,
+            stream_errors,
             fallbacks,
             completion_tokens,
             client_disconnects,

@@ -1,6 +1,14 @@
 //! Outbound HTTP for components: the `allowed_outbound_hosts` allow-list
 //! (deny by default) and one pooled keep-alive client shared by every
 //! instance, where wasmtime's default sender opens a connection per request.
+//!
+//! A wildcard rule never reaches an internal address (loopback, private,
+//! link-local, CGNAT, multicast, IPv4-mapped IPv6 ...): IP literals are
+//! checked against the rules, and names are checked after DNS, on every
+//! address the connection may use, so that other spellings of an address
+//! (`2130706433`, `127.1`, `0`) and names that resolve inwards (DNS
+//! rebinding included) are refused too. Only a rule naming the exact host
+//! reaches an internal address.
 
 use crate::cancel::{CancellableBody, Registry};
 use crate::metrics::Metrics;
@@ -8,10 +16,13 @@ use anyhow::{Context, bail};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -62,10 +73,15 @@ impl AllowList {
     }
 
     /// Whether a request to `uri` is allowed. A wildcard host never covers
-    /// loopback, private or link-local IP literals: those must be listed.
+    /// an internal IP literal: those must be listed.
     pub fn allows(&self, uri: &http::Uri) -> bool {
+        self.reach(uri).is_some()
+    }
+
+    /// How far a request to `uri` may go: `None` when no rule allows it.
+    pub fn reach(&self, uri: &http::Uri) -> Option<Reach> {
         let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
-            return false;
+            return None;
         };
         let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
         let port = uri.port_u16().or(match scheme {
@@ -73,29 +89,108 @@ impl AllowList {
             "https" => Some(443),
             _ => None,
         });
-        self.rules.iter().any(|r| {
-            r.scheme.as_deref().is_none_or(|s| s == scheme)
-                && r.port.is_none_or(|p| Some(p) == port)
-                && match &r.host {
-                    HostPattern::Exact(h) => *h == host,
-                    HostPattern::Suffix(s) => host.ends_with(s.as_str()) && !is_internal_ip(&host),
-                    HostPattern::Any => !is_internal_ip(&host),
+        let literal = host.parse::<IpAddr>().ok();
+        let mut reach = None;
+        for r in &self.rules {
+            if !(r.scheme.as_deref().is_none_or(|s| s == scheme) && r.port.is_none_or(|p| Some(p) == port)) {
+                continue;
+            }
+            match &r.host {
+                HostPattern::Exact(h) if *h == host => return Some(Reach::Named),
+                HostPattern::Suffix(s) if host.ends_with(s.as_str()) && !literal.is_some_and(is_internal) => {
+                    reach = Some(Reach::Public)
                 }
+                HostPattern::Any if !literal.is_some_and(is_internal) => reach = Some(Reach::Public),
+                _ => {}
+            }
+        }
+        reach
+    }
+}
+
+/// What an allowed request may connect to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// A rule names the host: any address it resolves to.
+    Named,
+    /// Only wildcards cover the host: public addresses only.
+    Public,
+}
+
+/// Addresses a wildcard rule never reaches.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => {
+            let [a, b, ..] = ip.octets();
+            ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || ip.is_broadcast()
+                // 0.0.0.0/8 ("this network") and CGNAT 100.64.0.0/10.
+                || a == 0
+                || (a == 100 && (b & 0xc0) == 64)
+        }
+        IpAddr::V6(ip) => {
+            let first = ip.segments()[0];
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d)
+                // addresses reach IPv4 hosts by another spelling.
+                || ip.to_ipv4_mapped().is_some()
+                || ip.segments()[..6].iter().all(|s| *s == 0)
+        }
+    }
+}
+
+/// The system resolver, refusing names that resolve to an internal address
+/// when the request may reach public addresses only. Runs for every new
+/// connection, so a name that turns inwards later (DNS rebinding) is
+/// refused then.
+#[derive(Clone)]
+struct GuardedResolver {
+    inner: GaiResolver,
+    reach: Reach,
+}
+
+impl tower::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let resolving = self.inner.call(name.clone());
+        let reach = self.reach;
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = resolving.await?.collect();
+            check_resolved(&name, reach, &addrs)?;
+            Ok(addrs.into_iter())
         })
     }
 }
 
-fn is_internal_ip(host: &str) -> bool {
-    match host.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified(),
-        Ok(IpAddr::V6(ip)) => {
-            ip.is_loopback()
-                || ip.is_unspecified()
-                || (ip.segments()[0] & 0xfe00) == 0xfc00
-                || (ip.segments()[0] & 0xffc0) == 0xfe80
-        }
-        Err(_) => host == "localhost",
+fn check_resolved(name: &Name, reach: Reach, addrs: &[SocketAddr]) -> std::io::Result<()> {
+    if reach == Reach::Public
+        && let Some(addr) = addrs.iter().find(|a| is_internal(a.ip()))
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} resolves to the internal address {}, which only a rule naming it exactly allows",
+                name.as_str(),
+                addr.ip()
+            ),
+        ));
     }
+    Ok(())
 }
 
 fn parse_rule(entry: &str) -> anyhow::Result<Rule> {
@@ -109,9 +204,20 @@ fn parse_rule(entry: &str) -> anyhow::Result<Rule> {
     if rest.contains('/') {
         bail!("must not include a path (use scheme://host:port)");
     }
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => (h, Some(p)),
-        _ => (rest, None),
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let Some((h, after)) = v6.split_once(']') else { bail!("unclosed `[` in the host") };
+        match after {
+            "" => (h, None),
+            _ => match after.strip_prefix(':') {
+                Some(p) => (h, Some(p)),
+                None => bail!("unexpected {after:?} after the host"),
+            },
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
     };
     let port = match port {
         Some("*") => None,
@@ -133,25 +239,40 @@ fn parse_rule(entry: &str) -> anyhow::Result<Rule> {
     Ok(Rule { scheme, host, port })
 }
 
-/// The client shared by every instance of the app.
+/// The clients shared by every instance of the app, one per [`Reach`]
+/// (their connections differ in which addresses they may use).
 #[derive(Clone)]
-pub struct SharedClient(Client<HttpConnector, WasiBody>);
+pub struct SharedClient {
+    named: Client<HttpConnector<GuardedResolver>, WasiBody>,
+    public: Client<HttpConnector<GuardedResolver>, WasiBody>,
+}
 
 impl SharedClient {
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            // hyper's adaptive read buffer doubles whenever a read fills it,
-            // as it does for a streamed answer read behind a busy guest:
-            // heaptrack saw 24 KB per open LLM stream. A fixed size bounds it;
-            // it also caps a response head, at nginx's largest default.
-            .http1_read_buf_exact_size(OUTBOUND_READ_BUFFER)
-            .build(connector);
-        SharedClient(client)
+        SharedClient { named: client(Reach::Named), public: client(Reach::Public) }
     }
+
+    fn get(&self, reach: Reach) -> Client<HttpConnector<GuardedResolver>, WasiBody> {
+        match reach {
+            Reach::Named => self.named.clone(),
+            Reach::Public => self.public.clone(),
+        }
+    }
+}
+
+fn client(reach: Reach) -> Client<HttpConnector<GuardedResolver>, WasiBody> {
+    let mut connector = HttpConnector::new_with_resolver(GuardedResolver { inner: GaiResolver::new(), reach });
+    connector.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        // hyper's adaptive read buffer doubles whenever a read fills it,
+        // as it does for a streamed answer read behind a busy guest, and
+        // every open LLM stream keeps its grown buffer. A fixed size
+        // bounds the memory per stream; it also caps a response head, at
+        // nginx's largest default.
+        .http1_read_buf_exact_size(OUTBOUND_READ_BUFFER)
+        .build(connector)
 }
 
 /// Per-store outbound hooks: the component's allow-list, the shared client
@@ -174,21 +295,21 @@ impl WasiHttpHooks for Outbound {
         options: Option<RequestOptions>,
         _fut: IoFuture,
     ) -> SendFuture {
-        if !self.allow.allows(request.uri()) {
+        let Some(reach) = self.allow.reach(request.uri()) else {
             tracing::warn!(uri = %request.uri(), "outbound request denied: host not in allowed_outbound_hosts");
             self.metrics.outbound("denied");
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
-        }
+        };
         // The gateway forwards its inbound request id: tie this call to it.
         let token = request
             .headers()
             .get(crate::server::REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .and_then(|id| self.cancel.token(id));
-        let client = self.client.0.clone();
+        let client = self.client.get(reach);
         let metrics = self.metrics.clone();
         Box::new(async move {
-            let send = send(client, request, options);
+            let send = send(client, reach, request, options);
             let sent = match &token {
                 Some(t) => tokio::select! {
                     r = send => r,
@@ -211,11 +332,30 @@ impl WasiHttpHooks for Outbound {
 }
 
 async fn send(
-    client: Client<HttpConnector, WasiBody>,
+    client: Client<HttpConnector<GuardedResolver>, WasiBody>,
+    reach: Reach,
     request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
     if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+        // wasmtime's sender resolves the name itself: check it first. (A
+        // name that turns inwards between the two lookups still has to
+        // present a certificate for that name.)
+        if reach == Reach::Public
+            && let Some(host) = request.uri().host()
+            && host.parse::<IpAddr>().is_err()
+        {
+            let port = request.uri().port_u16().unwrap_or(443);
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|e| HttpError::DnsError { rcode: Some(e.to_string()), info_code: None })?
+                .collect();
+            let name: Name = host.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
+            if let Err(e) = check_resolved(&name, reach, &addrs) {
+                tracing::warn!("outbound request denied: {e}");
+                return Err(HttpError::DestinationIpProhibited);
+            }
+        }
         // TLS goes through wasmtime's sender (rustls), unpooled: the LLM
         // upstreams this service is built for are plain HTTP on a private
         // network in the common deployment.
@@ -228,7 +368,18 @@ async fn send(
         None => call.await,
     }
     .map_err(|e| {
-        if e.is_connect() { HttpError::ConnectionRefused } else { HttpError::InternalError(Some(e.to_string())) }
+        // A name refused after DNS says so, rather than "connection refused".
+        let refused = std::iter::successors(std::error::Error::source(&e), |c| c.source())
+            .filter_map(|c| c.downcast_ref::<std::io::Error>())
+            .find(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
+        match refused {
+            Some(io) => {
+                tracing::warn!("outbound request denied: {io}");
+                HttpError::DestinationIpProhibited
+            }
+            None if e.is_connect() => HttpError::ConnectionRefused,
+            None => HttpError::InternalError(Some(e.to_string())),
+        }
     })?;
     let res = res.map(|body| body.map_err(HttpError::from).boxed_unsync());
     // The pooled client drives its connections itself.
@@ -264,6 +415,59 @@ mod tests {
         assert!(!ok(&list, "https://169.254.169.254/"));
         assert!(ok(&list, "http://a.example.com/"));
         assert!(!ok(&list, "http://example.org/"));
+    }
+
+    #[test]
+    fn wildcards_reach_no_internal_literal_in_any_spelling() {
+        let list = allow(&["http://*:3291", "http://*.example.com"]);
+        for host in [
+            "127.0.0.1",
+            "[::1]",
+            "[::ffff:127.0.0.1]",
+            "[::ffff:7f00:1]",
+            "[::127.0.0.1]",
+            "0.0.0.0",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "[fd00::1]",
+            "[fe80::1]",
+            "[ff02::1]",
+        ] {
+            assert!(!ok(&list, &format!("http://{host}:3291/")), "{host}");
+        }
+        // Names go to the resolver check; public literals pass.
+        assert_eq!(list.reach(&"http://llm.example.com/".parse().unwrap()), Some(Reach::Public));
+        assert!(ok(&list, "http://8.8.8.8:3291/"));
+        assert!(ok(&list, "http://[2001:4860::8888]:3291/"));
+        // A rule naming the host reaches it whatever it is.
+        let named = allow(&["http://127.0.0.1:3291", "http://[::1]", "http://localhost:8080"]);
+        assert_eq!(named.reach(&"http://127.0.0.1:3291/".parse().unwrap()), Some(Reach::Named));
+        assert_eq!(named.reach(&"http://[::1]/".parse().unwrap()), Some(Reach::Named));
+        assert_eq!(named.reach(&"http://localhost:8080/".parse().unwrap()), Some(Reach::Named));
+    }
+
+    #[test]
+    fn names_that_resolve_inwards_are_refused_only_for_wildcards() {
+        let name: Name = "evil.example.com".parse().unwrap();
+        let inward = ["127.0.0.1:80".parse().unwrap(), "93.184.216.34:80".parse().unwrap()];
+        let outward = ["93.184.216.34:80".parse().unwrap()];
+        assert!(check_resolved(&name, Reach::Public, &inward).is_err(), "one internal address is enough");
+        assert!(check_resolved(&name, Reach::Public, &outward).is_ok());
+        assert!(check_resolved(&name, Reach::Named, &inward).is_ok());
+    }
+
+    #[test]
+    fn bracketed_ipv6_rules_take_an_optional_port() {
+        assert!(AllowList::parse(&["http://[::1]".to_string()]).is_ok());
+        assert!(ok(&allow(&["http://[::1]"]), "http://[::1]/x"));
+        assert!(ok(&allow(&["http://[::1]:8080"]), "http://[::1]:8080/x"));
+        assert!(!ok(&allow(&["http://[::1]:8080"]), "http://[::1]:8081/x"));
+        assert!(AllowList::parse(&["http://[::1".to_string()]).is_err());
     }
 
     #[test]

@@ -5,19 +5,23 @@
 //! tapped for metrics and logs. On shutdown it stops accepting, lets open
 //! streams finish for the drain timeout, then ends them with an `error` event.
 
-use crate::cancel::Registry;
-use crate::observe::{CapturedBody, Observer, Started, TappedBody};
+use crate::cancel::{Guard, Registry};
+use crate::drain::Drainable;
+use crate::observe::{Observer, Started, TappedBody};
 use crate::routes::{self, Pattern};
 use crate::runtime::Handler;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioTimer;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use spindle_wire::headers as wire_headers;
+use spindle_wire::{Encoding, Tracker};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +30,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument;
 use wasmtime_wasi_http::WasiBody;
 
-pub const REQUEST_ID: &str = "x-request-id";
+pub use spindle_wire::headers::REQUEST_ID;
 
 /// Host-level settings of `spindle up`, documented in README "Host settings".
 #[derive(Debug, Clone, Default)]
@@ -39,6 +43,10 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Deadline for a whole request, stream included.
     pub request_timeout: Duration,
+    /// How long a request head may take, and an idle connection may wait.
+    pub header_read_timeout: Duration,
+    /// Largest request head, in bytes (431 beyond).
+    pub max_header_bytes: usize,
 }
 
 /// Everything a request needs.
@@ -50,8 +58,6 @@ pub struct Server {
     draining: AtomicBool,
     /// Fires when the drain timeout has passed: open streams end.
     cut: CancellationToken,
-    next_id: AtomicU64,
-    id_prefix: String,
 }
 
 impl Server {
@@ -61,22 +67,7 @@ impl Server {
         observer: Observer,
         settings: Settings,
     ) -> Self {
-        // A per-process prefix keeps ids unique across restarts.
-        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        Server {
-            routes,
-            cancel,
-            observer,
-            settings,
-            draining: AtomicBool::new(false),
-            cut: CancellationToken::new(),
-            next_id: AtomicU64::new(1),
-            id_prefix: format!("{:08x}", (nanos as u64 ^ std::process::id() as u64) as u32),
-        }
-    }
-
-    fn request_id(&self) -> String {
-        format!("{}-{:08x}", self.id_prefix, self.next_id.fetch_add(1, Ordering::Relaxed))
+        Server { routes, cancel, observer, settings, draining: AtomicBool::new(false), cut: CancellationToken::new() }
     }
 
     fn cors(&self) -> Option<CorsLayer> {
@@ -111,7 +102,11 @@ impl Server {
         let Some(given) = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
             return false;
         };
-        let Some(token) = given.strip_prefix("Bearer ") else { return false };
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        let Some((scheme, token)) = given.trim_start().split_once(' ') else { return false };
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return false;
+        }
         // Compare every key in full so timing does not reveal a prefix.
         self.settings
             .api_keys
@@ -136,24 +131,49 @@ fn json_error(status: u16, code: &str, message: &str) -> http::Response<WasiBody
     full(status, "application/json", serde_json::json!({"error": {"code": code, "message": message}}).to_string())
 }
 
+/// A new request id: random, so it cannot be guessed.
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 async fn handle(server: Arc<Server>, mut req: http::Request<Incoming>) -> http::Response<WasiBody> {
     let started_at = Instant::now();
     let id = match req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
         Some(v) if !v.is_empty() && v.len() <= 128 && v.is_ascii() => v.to_string(),
-        _ => {
-            let id = server.request_id();
-            req.headers_mut().insert(REQUEST_ID, id.parse().expect("hex id is a valid header"));
-            id
-        }
+        _ => new_request_id(),
     };
     let path = req.uri().path().to_string();
+    // Every request the components see is registered for cancellation
+    // under an id no other open request has.
+    let mut guard = None;
+    let id = if host_route(req.method(), &path) {
+        id
+    } else {
+        let (id, g) = match server.cancel.register(&id) {
+            Some(g) => (id, g),
+            None => {
+                let fresh = new_request_id();
+                tracing::info!(client_id = %id, id = %fresh, "request id already in use: replaced");
+                let g = server.cancel.register(&fresh).expect("a new random id is free");
+                (fresh, g)
+            }
+        };
+        req.headers_mut().insert(REQUEST_ID, id.parse().expect("a checked id is a valid header"));
+        guard = Some(g);
+        id
+    };
     let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %path);
     // `instrument`, not `span.enter()`: a guard held across an await is
     // exited on whichever thread resumes the task, which corrupted the
     // span stacks and panicked worker threads (dropping their connections)
     // under load.
-    let response = route(&server, req, &id, &path, started_at).instrument(span).await;
+    let response = route(&server, req, &id, &path, started_at, guard).instrument(span).await;
     with_id(response, &id)
+}
+
+/// The host's own routes (GET or HEAD).
+fn host_route(method: &http::Method, path: &str) -> bool {
+    (method == http::Method::GET || method == http::Method::HEAD) && matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
 async fn route(
@@ -162,8 +182,9 @@ async fn route(
     id: &str,
     path: &str,
     started_at: Instant,
+    guard: Option<Guard>,
 ) -> http::Response<WasiBody> {
-    if req.method() == http::Method::GET {
+    if host_route(req.method(), path) {
         match path {
             "/healthz" => return full(200, "application/json", r#"{"status":"ok"}"#.into()),
             "/readyz" if server.draining.load(Ordering::Relaxed) => {
@@ -178,7 +199,7 @@ async fn route(
         res.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
         return res;
     }
-    if req.method() == http::Method::GET && path == "/metrics" {
+    if host_route(req.method(), path) && path == "/metrics" {
         return full(
             200,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -191,10 +212,6 @@ async fn route(
         return json_error(404, "not_found", &format!("no route for {path}"));
     };
     let method = req.method().to_string();
-    let query = req
-        .uri()
-        .query()
-        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "query").map(|(_, v)| v.into_owned()));
     // Components see an absolute URI, as under Spin.
     let host = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost").to_string();
     let pq = req.uri().path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
@@ -202,34 +219,32 @@ async fn route(
     if let Ok(uri) = http::Uri::builder().scheme("http").authority(host).path_and_query(pq).build() {
         parts.uri = uri;
     }
-    let (body, captured) = if parts.method == http::Method::POST {
-        let (b, copy) = CapturedBody::new(body);
-        (b.map_err(wasmtime_wasi_http::Error::from).boxed_unsync(), Some(copy))
-    } else {
-        (body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync(), None)
-    };
-    let req = http::Request::from_parts(parts, body);
-    let started = Started {
+    let req = http::Request::from_parts(parts, body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
+    let mut started = Started {
         id: id.to_string(),
         time: SystemTime::now(),
         at: started_at,
         method,
         path: path.to_string(),
         component: component.clone(),
-        query,
-        captured,
+        query: None,
     };
     // Dropped with the response body, or with this future if the client
     // leaves before the response starts: either way outbound calls stop.
-    let guard = server.cancel.register(id);
+    let guard = guard.expect("component requests are registered");
     match handler.handle((), req).await {
-        Ok(res) => {
+        Ok(mut res) => {
             let status = res.status().as_u16();
-            let sse = res
+            // The question, as the app understood it, is for the log only.
+            if let Some(query) = res.headers_mut().remove(wire_headers::QUERY) {
+                started.query = query.to_str().ok().map(wire_headers::decode_query);
+            }
+            let tracker = res
                 .headers()
-                .get(http::header::CONTENT_TYPE)
+                .get(wire_headers::ENCODING)
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with("text/event-stream"));
+                .and_then(Encoding::from_header)
+                .map(Tracker::new);
             // A child token per stream: every frame polls it, and polling
             // the one shared token had every stream on both cores take the
             // same lock.
@@ -240,8 +255,8 @@ async fn route(
             let deadline = tokio::time::Instant::from_std(deadline);
             let observer = server.observer.clone();
             res.map(|body| {
-                let body = TappedBody::new(body, started, status, sse, observer, guard);
-                crate::drain::Drainable::new(body, sse, cut, deadline).boxed_unsync()
+                let body = Drainable::new(body, tracker, cut, deadline);
+                TappedBody::new(body, started, status, observer, guard).boxed_unsync()
             })
         }
         Err(e) => {
@@ -283,12 +298,21 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let (header_timeout, max_head) = (server.settings.header_read_timeout, server.settings.max_header_bytes);
         let server = server.clone();
         let service = ServiceBuilder::new().option_layer(cors.clone()).service_fn(move |req| {
             let server = server.clone();
             async move { Ok::<_, Infallible>(handle(server, req).await) }
         });
-        let conn = auto::Builder::new(TokioExecutor::new())
+        // HTTP/1 only: detecting HTTP/2 first would wait for the client's
+        // first bytes with no timeout at all.
+        let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+        // Slow or idle clients (slowloris) may not hold a connection open:
+        // the head must arrive in time, and hyper also applies this timer
+        // to an idle keep-alive connection waiting for its next request.
+        // A head larger than the read buffer is answered 431.
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(max_head.max(8192));
+        let conn = builder
             .serve_connection(TokioIo::new(stream), hyper_util::service::TowerToHyperService::new(service))
             .into_owned();
         let conn = graceful.watch(conn);

@@ -2,10 +2,10 @@
 //! stamps each event with its arrival time.
 
 use bytes::Bytes;
-use guest_common::sse::{Decoder, Event};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use spindle_wire::sse::{Decoder, Event};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -73,7 +73,10 @@ impl Stream {
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
                         self.raw.extend_from_slice(data);
-                        self.pending.extend(self.decoder.feed(data));
+                        // Bodies that are not event streams (scripts, pages)
+                        // are read whole through `raw`; their lines may pass
+                        // the decoder's limit, which is no failure here.
+                        self.pending.extend(self.decoder.feed(data).unwrap_or_default());
                     }
                 }
             }

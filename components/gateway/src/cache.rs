@@ -5,7 +5,7 @@
 //! (Redis down) means no cache, never an error.
 
 use crate::api::ChatRequest;
-use crate::events::{Source, Usage};
+use crate::events::{CacheOutcome, Source, Usage};
 use guest_common::runtime::variable_u64;
 use serde::{Deserialize, Serialize};
 use spin_sdk::key_value::Store;
@@ -39,12 +39,12 @@ pub enum Lookup {
 }
 
 impl Lookup {
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> CacheOutcome {
         match self {
-            Lookup::Hit(_) => "hit",
-            Lookup::Miss(_) => "miss",
-            Lookup::Off => "off",
-            Lookup::Unavailable => "unavailable",
+            Lookup::Hit(_) => CacheOutcome::Hit,
+            Lookup::Miss(_) => CacheOutcome::Miss,
+            Lookup::Off => CacheOutcome::Off,
+            Lookup::Unavailable => CacheOutcome::Unavailable,
         }
     }
 }

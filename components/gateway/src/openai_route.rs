@@ -6,13 +6,14 @@
 
 use crate::api::{self, ChatRequest};
 use crate::bindings::{Message, Role, generator};
-use crate::events::{Done, Event, Source};
-use crate::pipeline::{self, Gone, Sink};
-use crate::stream_body::{self, StreamBody};
+use crate::events::{Done, EncodedSink, ErrorBody, Event, Gone, Sink, Source};
+use crate::pipeline;
+use crate::stream_body;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use spin_sdk::http::{BoxBody, Request, Response};
 use spin_sdk::wasip3::http::types::{self, ErrorCode};
+use spindle_wire::encoding::{self, Encoding, OpenAiEncoder};
 
 /// An OpenAI chat-completions request (the fields Spindle reads).
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -76,8 +77,7 @@ impl Content {
 }
 
 fn error(status: u16, code: &str, message: &str) -> Response<BoxBody> {
-    let kind = if status < 500 { "invalid_request_error" } else { "server_error" };
-    api::json(status, &json!({"error": {"message": message, "type": kind, "param": null, "code": code}}))
+    api::json(status, &encoding::error_body(status, code, message))
 }
 
 fn now_secs() -> u64 {
@@ -135,15 +135,8 @@ pub async fn completions(req: Request) -> Result<types::Response, ErrorCode> {
     };
     let id = format!("chatcmpl-{}", chat.request_id);
     if stream {
-        let (body, response) = stream_body::sse(&chat.request_id)?;
-        let mut sink = ChunkSink {
-            body: body.clone(),
-            id,
-            model: String::new(),
-            created: now_secs(),
-            include_usage,
-            sources: Vec::new(),
-        };
+        let (body, response) = stream_body::sse(&chat, Encoding::OpenAi)?;
+        let mut sink = EncodedSink::new(OpenAiEncoder::new(id, now_secs(), include_usage), body.clone());
         spin_sdk::wasip3::spawn(async move {
             let _ = pipeline::run(chat, &deadlines, &mut sink).await;
             body.finish().await;
@@ -157,102 +150,11 @@ pub async fn completions(req: Request) -> Result<types::Response, ErrorCode> {
 async fn complete(chat: ChatRequest, deadlines: &pipeline::Deadlines, id: String) -> Response<BoxBody> {
     let mut collected = Collected::default();
     let _ = pipeline::run(chat, deadlines, &mut collected).await;
-    if let Some((code, message)) = collected.error {
-        return error(502, &code, &message);
+    if let Some(e) = collected.error {
+        return error(502, e.code.as_str(), &e.message);
     }
     let done = collected.done.expect("the pipeline ends with done or error");
-    api::json(
-        200,
-        &json!({
-            "id": id, "object": "chat.completion", "created": now_secs(), "model": done.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": collected.text}, "logprobs": null, "finish_reason": done.finish_reason}],
-            "usage": usage_json(&done),
-            "sources": collected.sources,
-        }),
-    )
-}
-
-fn usage_json(done: &Done) -> Value {
-    match done.usage {
-        Some(u) => {
-            json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.prompt_tokens + u.completion_tokens})
-        }
-        None => json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}),
-    }
-}
-
-/// Encodes pipeline events as `chat.completion.chunk`s.
-struct ChunkSink {
-    body: StreamBody,
-    id: String,
-    model: String,
-    created: u64,
-    include_usage: bool,
-    sources: Vec<Source>,
-}
-
-impl ChunkSink {
-    fn chunk(&self, delta: Value, finish: Option<&str>, extra: Option<(&str, Value)>) -> String {
-        let mut c = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        if self.include_usage {
-            c["usage"] = Value::Null;
-        }
-        if let Some((k, v)) = extra {
-            c[k] = v;
-        }
-        format!("data: {c}\n\n")
-    }
-
-    /// The bytes that encode `event`, if it shows in this encoding.
-    fn render(&mut self, event: Event) -> Option<String> {
-        match event {
-            Event::Meta(m) => {
-                self.model = m.model;
-                Some(self.chunk(json!({"role": "assistant", "content": ""}), None, None))
-            }
-            Event::Sources(s) => {
-                self.sources = s;
-                None
-            }
-            Event::Text(t) => Some(self.chunk(json!({"content": t}), None, None)),
-            Event::Done(done) => {
-                self.model = done.model.clone();
-                let sources = serde_json::to_value(&self.sources).expect("sources serialise");
-                let mut out = self.chunk(json!({}), Some(&done.finish_reason), Some(("sources", sources)));
-                if self.include_usage {
-                    let usage = json!({
-                        "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                        "choices": [], "usage": usage_json(&done),
-                    });
-                    out.push_str(&format!("data: {usage}\n\n"));
-                }
-                out.push_str("data: [DONE]\n\n");
-                Some(out)
-            }
-            Event::Error(e) => {
-                let body =
-                    json!({"error": {"message": e.message, "type": "server_error", "param": null, "code": e.code}});
-                Some(format!("data: {body}\n\n"))
-            }
-        }
-    }
-}
-
-impl Sink for ChunkSink {
-    async fn send(&mut self, event: Event) -> Result<(), Gone> {
-        self.send_all(vec![event]).await
-    }
-
-    async fn send_all(&mut self, events: Vec<Event>) -> Result<(), Gone> {
-        let data: String = events.into_iter().filter_map(|e| self.render(e)).collect();
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.body.send(data).await
-    }
+    api::json(200, &encoding::completion(&id, now_secs(), &collected.text, &collected.sources, &done))
 }
 
 /// Collects a whole answer for the non-streaming response.
@@ -261,17 +163,19 @@ struct Collected {
     text: String,
     sources: Vec<Source>,
     done: Option<Done>,
-    error: Option<(String, String)>,
+    error: Option<ErrorBody>,
 }
 
 impl Sink for Collected {
-    async fn send(&mut self, event: Event) -> Result<(), Gone> {
-        match event {
-            Event::Meta(_) => {}
-            Event::Sources(s) => self.sources = s,
-            Event::Text(t) => self.text.push_str(&t),
-            Event::Done(d) => self.done = Some(d),
-            Event::Error(e) => self.error = Some((e.code, e.message)),
+    async fn send_all(&mut self, events: Vec<Event>) -> Result<(), Gone> {
+        for event in events {
+            match event {
+                Event::Meta(_) => {}
+                Event::Sources(s) => self.sources = s,
+                Event::Text(t) => self.text.push_str(&t),
+                Event::Done(d) => self.done = Some(d),
+                Event::Error(e) => self.error = Some(e),
+            }
         }
         Ok(())
     }

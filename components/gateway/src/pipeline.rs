@@ -3,9 +3,9 @@
 //! other encodings) share it.
 
 use crate::api::ChatRequest;
-use crate::bindings::{Passage, Query, StepError, generator, prompt, reranker, retriever};
+use crate::bindings::{Message, Passage, Query, StepError, generator, prompt, reranker, retriever};
 use crate::cache::{Cache, Cached, Lookup};
-use crate::events::{Done, Event, Meta, Source, Timings, Usage};
+use crate::events::{CacheOutcome, Done, EXTRACTIVE, ErrorCode, Event, Gone, Meta, Sink, Source, Timings, Usage};
 use crate::limits::{CANDIDATES_PER_SOURCE, MAX_CANDIDATES, SNIPPET_CHARS};
 use guest_common::extractive;
 use guest_common::runtime::{deadline, variable_u64};
@@ -35,33 +35,30 @@ impl Deadlines {
     }
 }
 
-/// The client went away; stop all work.
-pub struct Gone;
-
-/// Where events go.
-pub trait Sink {
-    async fn send(&mut self, event: Event) -> Result<(), Gone>;
-
-    /// Sends events that exist at the same moment (the tokens of one
-    /// upstream read). Sinks that write bytes override this to write them
-    /// all at once: one body write instead of one per token.
-    async fn send_all(&mut self, events: Vec<Event>) -> Result<(), Gone> {
-        for event in events {
-            self.send(event).await?;
-        }
-        Ok(())
-    }
+/// The steps whose failure ends an answer.
+#[derive(Clone, Copy)]
+enum Failing {
+    Retriever,
+    Prompt,
+    Upstream,
 }
 
-/// Maps a step failure to the `error` event's code.
-fn step_error(step: &str, e: &StepError) -> Event {
-    let (kind, message) = match e {
-        StepError::InvalidInput(m) => return Event::error("invalid_input", format!("{step}: {m}")),
-        StepError::Unavailable(m) => ("unavailable", m),
-        StepError::Timeout(m) => ("timeout", m),
-        StepError::Internal(m) => ("error", m),
+/// Maps a step failure to the `error` event.
+fn step_error(step: Failing, e: &StepError) -> Event {
+    use ErrorCode::*;
+    let codes = match step {
+        Failing::Retriever => ("retriever", [RetrieverUnavailable, RetrieverTimeout, RetrieverError]),
+        Failing::Prompt => ("prompt", [PromptUnavailable, PromptTimeout, PromptError]),
+        Failing::Upstream => ("upstream", [UpstreamUnavailable, UpstreamTimeout, UpstreamError]),
     };
-    Event::error(format!("{step}_{kind}"), format!("{step}: {message}"))
+    let (name, [unavailable, timeout, internal]) = codes;
+    let code = match e {
+        StepError::InvalidInput(_) => InvalidInput,
+        StepError::Unavailable(_) => unavailable,
+        StepError::Timeout(_) => timeout,
+        StepError::Internal(_) => internal,
+    };
+    Event::error(code, format!("{name}: {}", describe(e)))
 }
 
 fn describe(e: &StepError) -> String {
@@ -88,32 +85,89 @@ fn snippet(text: &str) -> String {
     }
 }
 
+/// One answer in the making: what the stages so far produced that the
+/// later ones and `done` need.
+struct Answer {
+    req: ChatRequest,
+    start: Instant,
+    timings: Timings,
+    degraded: Vec<String>,
+    /// The configured generator, if it is ready.
+    generator: Option<generator::GeneratorInfo>,
+    model: String,
+    cache: Cache,
+    lookup: Lookup,
+}
+
+impl Answer {
+    /// Whether this answer will be cached: only then are its sources and
+    /// text kept to the end (thousands of streams are open at once).
+    fn caching(&self) -> bool {
+        matches!(self.lookup, Lookup::Miss(_))
+    }
+}
+
+/// What the generate stage produced.
+struct Generated {
+    /// The generator that wrote the text.
+    generator: String,
+    finish_reason: String,
+    usage: Option<Usage>,
+    /// Why the configured generator was not used, when it was not.
+    fallback: Option<String>,
+    /// The text, when the answer is to be cached.
+    chunks: Vec<String>,
+}
+
 /// Runs the pipeline for `req`, sending every event to `sink`. Returns when
 /// the stream is complete or the client has gone.
 pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> Result<(), Gone> {
-    let start = Instant::now();
-    let mut timings = Timings::default();
-    let mut degraded = Vec::new();
+    let Some(mut answer) = start(req, sink).await? else { return Ok(()) };
+    let passages = match retrieve(&mut answer, limits).await {
+        Ok(p) => p,
+        Err(e) => return sink.send(e).await,
+    };
+    let t = Instant::now();
+    let passages = rerank(&answer.req, passages, limits, &mut answer.degraded).await;
+    answer.timings.rerank = ms_since(t);
+    let sources = publish_sources(&answer, &passages, sink).await?;
+    let messages = match build_prompt(&mut answer, &passages, limits).await {
+        Ok(m) => m,
+        Err(e) => return sink.send(e).await,
+    };
+    let Some(generated) = generate(&mut answer, messages, passages, sink).await? else { return Ok(()) };
+    finish(answer, sources, generated, sink).await
+}
 
+/// Sends `meta`, then answers from the cache if it holds this question.
+/// `None` when the answer is complete (a cache hit).
+async fn start(req: ChatRequest, sink: &mut impl Sink) -> Result<Option<Answer>, Gone> {
+    let start = Instant::now();
     let info = generator::info().await;
     let (generator_name, model) = if info.ready {
         (info.name.clone(), info.model.clone())
     } else {
-        ("extractive".to_string(), "extractive".to_string())
+        (EXTRACTIVE.to_string(), EXTRACTIVE.to_string())
     };
     sink.send(Event::Meta(Meta {
         request_id: req.request_id.clone(),
         model: model.clone(),
-        generator: generator_name.clone(),
+        generator: generator_name,
     }))
     .await?;
-
     let cache = Cache::open().await;
     let lookup = cache.lookup(&req, &model).await;
     if let Lookup::Hit(hit) = lookup {
-        return replay(*hit, start, sink).await;
+        replay(*hit, start, sink).await?;
+        return Ok(None);
     }
+    let generator = info.ready.then_some(info);
+    Ok(Some(Answer { req, start, timings: Timings::default(), degraded: Vec::new(), generator, model, cache, lookup }))
+}
 
+/// The candidates for the reranker: a few per source asked for.
+async fn retrieve(answer: &mut Answer, limits: &Deadlines) -> Result<Vec<Passage>, Event> {
+    let req = &answer.req;
     let candidates = (req.top_k * CANDIDATES_PER_SOURCE).min(MAX_CANDIDATES).max(req.top_k);
     let query = Query {
         text: req.query.clone(),
@@ -122,21 +176,20 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
         filters: req.filters.clone(),
     };
     let t = Instant::now();
-    let retrieved = deadline(limits.retrieve, retriever::retrieve(query.clone())).await;
-    timings.retrieve = ms_since(t);
-    let retrieved = match retrieved {
+    let retrieved = deadline(limits.retrieve, retriever::retrieve(query)).await;
+    answer.timings.retrieve = ms_since(t);
+    match retrieved {
         Some(Ok(r)) => {
-            degraded.extend(r.degraded.into_iter().map(|d| format!("retriever: {d}")));
-            r.passages
+            answer.degraded.extend(r.degraded.into_iter().map(|d| format!("retriever: {d}")));
+            Ok(r.passages)
         }
-        Some(Err(e)) => return sink.send(step_error("retriever", &e)).await,
-        None => return sink.send(step_error("retriever", &timed_out(limits.retrieve))).await,
-    };
+        Some(Err(e)) => Err(step_error(Failing::Retriever, &e)),
+        None => Err(step_error(Failing::Retriever, &timed_out(limits.retrieve))),
+    }
+}
 
-    let t = Instant::now();
-    let passages = rerank(&req, retrieved, limits, &mut degraded).await;
-    timings.rerank = ms_since(t);
-
+/// Sends the numbered sources; returns them when the answer is to be cached.
+async fn publish_sources(answer: &Answer, passages: &[Passage], sink: &mut impl Sink) -> Result<Vec<Source>, Gone> {
     let sources = passages
         .iter()
         .enumerate()
@@ -149,119 +202,178 @@ pub async fn run(req: ChatRequest, limits: &Deadlines, sink: &mut impl Sink) -> 
             snippet: snippet(&p.text),
         })
         .collect::<Vec<_>>();
-    // Only an answer that may be cached keeps its sources and text to the
-    // end; thousands of streams are open at once.
-    let caching = matches!(lookup, Lookup::Miss(_));
-    let cached_sources = if caching { sources.clone() } else { Vec::new() };
+    let kept = if answer.caching() { sources.clone() } else { Vec::new() };
     sink.send(Event::Sources(sources)).await?;
+    Ok(kept)
+}
 
+async fn build_prompt(answer: &mut Answer, passages: &[Passage], limits: &Deadlines) -> Result<Vec<Message>, Event> {
+    let req = &answer.req;
+    let query =
+        Query { text: req.query.clone(), history: req.history.clone(), top_k: req.top_k, filters: req.filters.clone() };
     let t = Instant::now();
-    let messages = deadline(limits.prompt, prompt::build(Query { top_k: req.top_k, ..query }, passages.clone())).await;
-    timings.prompt = ms_since(t);
-    let messages = match messages.unwrap_or_else(|| Err(timed_out(limits.prompt))) {
-        Ok(m) => m,
-        Err(e) => return sink.send(step_error("prompt", &e)).await,
-    };
+    let messages = deadline(limits.prompt, prompt::build(query, passages.to_vec())).await;
+    answer.timings.prompt = ms_since(t);
+    messages.unwrap_or_else(|| Err(timed_out(limits.prompt))).map_err(|e| step_error(Failing::Prompt, &e))
+}
 
+/// Streams the text: from the configured generator, or extractively from
+/// the passages when there is none or it could not start. `None` when the
+/// answer ended with an error.
+async fn generate(
+    answer: &mut Answer,
+    messages: Vec<Message>,
+    passages: Vec<Passage>,
+    sink: &mut impl Sink,
+) -> Result<Option<Generated>, Gone> {
     let t = Instant::now();
-    let mut finish_reason = "stop".to_string();
-    let mut usage = None;
-    let mut used = generator_name.clone();
-    let mut fallback = None;
-    let mut chunks = Vec::new();
-    let stream = if info.ready {
-        let options =
-            generator::GenerateOptions { max_tokens: None, temperature: None, request_id: req.request_id.clone() };
-        match generator::generate(messages, passages.clone(), options).await {
-            Ok(rx) => Some(rx),
-            Err(e) => {
-                fallback = Some(describe(&e));
-                None
-            }
-        }
-    } else {
-        fallback = Some("no language model is configured".to_string());
-        None
+    let mut generated = Generated {
+        generator: EXTRACTIVE.to_string(),
+        finish_reason: "stop".to_string(),
+        usage: None,
+        fallback: None,
+        chunks: Vec::new(),
     };
-    // A stream lives for seconds and thousands run at once: keep only what
-    // the rest of it needs (the extractive fallback needs the passages).
-    let passages = if stream.is_some() { Vec::new() } else { passages };
-    match stream {
-        Some(mut rx) => loop {
-            // Everything the generator has written since the last read, in
-            // one piece (see `Sink::send_all`).
-            let (result, batch) = rx.read(Vec::with_capacity(READ_BATCH)).await;
-            let mut events = Vec::with_capacity(batch.len());
-            for chunk in batch {
-                match chunk {
-                    generator::Chunk::Text(text) => {
-                        timings.first_token.get_or_insert_with(|| ms_since(start));
-                        if caching {
-                            chunks.push(text.clone());
-                        }
-                        events.push(Event::Text(text));
-                    }
-                    generator::Chunk::Usage(u) => {
-                        usage = Some(Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens })
-                    }
-                    generator::Chunk::Finish(reason) => finish_reason = reason,
-                    generator::Chunk::Error(e) => {
-                        events.push(step_error("upstream", &e));
-                        return sink.send_all(events).await;
-                    }
+    let stream = match &answer.generator {
+        Some(info) => {
+            let options = generator::GenerateOptions {
+                max_tokens: None,
+                temperature: None,
+                request_id: answer.req.request_id.clone(),
+            };
+            match generator::generate(messages, passages.clone(), options).await {
+                Ok(rx) => {
+                    generated.generator = info.name.clone();
+                    Some(rx)
+                }
+                Err(e) => {
+                    generated.fallback = Some(describe(&e));
+                    None
                 }
             }
-            if !events.is_empty() {
-                sink.send_all(events).await?;
-            }
-            if !matches!(result, StreamResult::Complete(_)) {
-                break;
-            }
-        },
+        }
         None => {
-            used = "extractive".to_string();
-            let srcs: Vec<extractive::Source<'_>> =
-                passages.iter().map(|p| extractive::Source { title: p.title.as_deref(), text: &p.text }).collect();
-            let pieces = extractive::answer(&req.query, &srcs);
-            if !pieces.is_empty() {
-                timings.first_token.get_or_insert_with(|| ms_since(start));
+            generated.fallback = Some("no language model is configured".to_string());
+            None
+        }
+    };
+    let complete = match stream {
+        // A stream lives for seconds and thousands run at once: the
+        // passages are dropped before it starts.
+        Some(rx) => {
+            drop(passages);
+            relay(answer, rx, &mut generated, sink).await?
+        }
+        None => {
+            extractive_answer(answer, &passages, &mut generated, sink).await?;
+            true
+        }
+    };
+    answer.timings.generate = ms_since(t);
+    Ok(complete.then_some(generated))
+}
+
+/// Relays the generator's chunks as text events. `false` when the
+/// generator failed mid-answer (the `error` event was sent).
+async fn relay(
+    answer: &mut Answer,
+    mut rx: spin_sdk::wit_bindgen::StreamReader<generator::Chunk>,
+    generated: &mut Generated,
+    sink: &mut impl Sink,
+) -> Result<bool, Gone> {
+    let caching = answer.caching();
+    loop {
+        // Everything the generator has written since the last read, in
+        // one piece (see `Sink::send_all`).
+        let (result, batch) = rx.read(Vec::with_capacity(READ_BATCH)).await;
+        let mut events = Vec::with_capacity(batch.len());
+        for chunk in batch {
+            match chunk {
+                generator::Chunk::Text(text) => {
+                    answer.timings.first_token.get_or_insert_with(|| ms_since(answer.start));
+                    if caching {
+                        generated.chunks.push(text.clone());
+                    }
+                    events.push(Event::Text(text));
+                }
+                generator::Chunk::Usage(u) => {
+                    generated.usage =
+                        Some(Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens })
+                }
+                generator::Chunk::Finish(reason) => generated.finish_reason = reason,
+                generator::Chunk::Error(e) => {
+                    events.push(step_error(Failing::Upstream, &e));
+                    sink.send_all(events).await?;
+                    return Ok(false);
+                }
             }
-            if caching {
-                chunks.extend(pieces.iter().cloned());
-            }
-            sink.send_all(pieces.into_iter().map(Event::Text).collect()).await?;
+        }
+        if !events.is_empty() {
+            sink.send_all(events).await?;
+        }
+        if !matches!(result, StreamResult::Complete(_)) {
+            return Ok(true);
         }
     }
-    timings.generate = ms_since(t);
-    timings.total = ms_since(start);
-    let model = if used == "extractive" { "extractive".to_string() } else { model };
-    let cache_status = lookup.status();
+}
+
+/// The answer built from the passages' own sentences.
+async fn extractive_answer(
+    answer: &mut Answer,
+    passages: &[Passage],
+    generated: &mut Generated,
+    sink: &mut impl Sink,
+) -> Result<(), Gone> {
+    generated.generator = EXTRACTIVE.to_string();
+    let srcs: Vec<extractive::Source<'_>> =
+        passages.iter().map(|p| extractive::Source { title: p.title.as_deref(), text: &p.text }).collect();
+    let pieces = extractive::answer(&answer.req.query, &srcs);
+    if !pieces.is_empty() {
+        answer.timings.first_token.get_or_insert_with(|| ms_since(answer.start));
+    }
+    if answer.caching() {
+        generated.chunks.extend(pieces.iter().cloned());
+    }
+    sink.send_all(pieces.into_iter().map(Event::Text).collect()).await
+}
+
+/// Caches the answer when it may be, and sends `done`.
+async fn finish(
+    mut answer: Answer,
+    sources: Vec<Source>,
+    generated: Generated,
+    sink: &mut impl Sink,
+) -> Result<(), Gone> {
+    answer.timings.total = ms_since(answer.start);
+    let model = if generated.generator == EXTRACTIVE { EXTRACTIVE.to_string() } else { answer.model };
+    let cache = answer.lookup.status();
     // A fallback after an LLM failure is transient: do not keep it.
-    if let Lookup::Miss(key) = &lookup
-        && (fallback.is_none() || !info.ready)
-        && degraded.is_empty()
+    let transient = generated.fallback.is_some() && answer.generator.is_some();
+    if let Lookup::Miss(key) = &answer.lookup
+        && !transient
+        && answer.degraded.is_empty()
     {
-        let answer = Cached {
-            query: crate::cache::normalise(&req.query),
+        let cached = Cached {
+            query: crate::cache::normalise(&answer.req.query),
             stored_at: 0,
             model: model.clone(),
-            generator: used.clone(),
-            sources: cached_sources,
-            chunks,
-            finish_reason: finish_reason.clone(),
-            usage,
+            generator: generated.generator.clone(),
+            sources,
+            chunks: generated.chunks,
+            finish_reason: generated.finish_reason.clone(),
+            usage: generated.usage,
         };
-        cache.put(key, answer).await;
+        answer.cache.put(key, cached).await;
     }
     sink.send(Event::Done(Done {
-        finish_reason,
-        usage,
-        timings_ms: timings,
-        generator: used,
+        finish_reason: generated.finish_reason,
+        usage: generated.usage,
+        timings_ms: answer.timings,
+        generator: generated.generator,
         model,
-        fallback,
-        degraded,
-        cache: cache_status,
+        fallback: generated.fallback,
+        degraded: answer.degraded,
+        cache,
     }))
     .await
 }
@@ -306,7 +418,7 @@ async fn replay(hit: Cached, start: Instant, sink: &mut impl Sink) -> Result<(),
         model: hit.model,
         fallback: None,
         degraded: Vec::new(),
-        cache: "hit",
+        cache: CacheOutcome::Hit,
     }))
     .await
 }

@@ -7,11 +7,14 @@
 //! stream. Clones share the one writer, so a heartbeat and the answer can
 //! both write, each write whole.
 
-use crate::pipeline::Gone;
+use crate::api::ChatRequest;
+use crate::events::Gone;
 use futures::lock::Mutex;
 use spin_sdk::http::{BoxBody, HeaderMap, HeaderValue, IntoResponse, Response};
 use spin_sdk::wasip3::http::types::{self, ErrorCode, Fields};
 use spin_sdk::wasip3::http_compat::BodyWriter;
+use spindle_wire::Encoding;
+use spindle_wire::headers as wire_headers;
 use std::rc::Rc;
 
 /// The writing end of a streamed body.
@@ -39,15 +42,20 @@ impl StreamBody {
     }
 }
 
-/// A `200` SSE response (never cached or buffered by proxies, with the
-/// request id) whose body is written through the returned [`StreamBody`].
-pub fn sse(request_id: &str) -> Result<(StreamBody, types::Response), ErrorCode> {
+/// A `200` SSE response for `chat` in `encoding` (never cached or buffered
+/// by proxies; with the request id, the encoding and the question for the
+/// host's logs) whose body is written through the returned [`StreamBody`].
+pub fn sse(chat: &ChatRequest, encoding: Encoding) -> Result<(StreamBody, types::Response), ErrorCode> {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("text/event-stream; charset=utf-8"));
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    if let Ok(id) = HeaderValue::from_str(request_id) {
-        headers.insert("x-request-id", id);
+    headers.insert(wire_headers::ENCODING, HeaderValue::from_static(encoding.header_value()));
+    if let Ok(id) = HeaderValue::from_str(&chat.request_id) {
+        headers.insert(wire_headers::REQUEST_ID, id);
+    }
+    if let Ok(query) = HeaderValue::from_str(&wire_headers::encode_query(&chat.query)) {
+        headers.insert(wire_headers::QUERY, query);
     }
     let fields = Fields::try_from(headers).map_err(|e| ErrorCode::InternalError(Some(format!("{e:?}"))))?;
     let (writer, contents, trailers) = BodyWriter::new();

@@ -16,7 +16,7 @@
 use guest_common::body::BodyReader;
 use guest_common::openai::{self, StreamError, StreamItem};
 use guest_common::runtime::{IdleDeadline, deadline, variable_or, variable_u64};
-use guest_common::sse::Decoder;
+use spindle_wire::sse::Decoder;
 use std::time::Duration;
 
 mod bindings {
@@ -118,7 +118,16 @@ impl Upstream {
 
 impl Chunks {
     fn decode(&mut self, bytes: &[u8]) {
-        for event in self.decoder.feed(bytes) {
+        let events = match self.decoder.feed(bytes) {
+            Ok(events) => events,
+            Err(too_long) => {
+                self.pending
+                    .push(Chunk::Error(StepError::Internal(format!("the LLM sent a broken stream: {too_long}"))));
+                self.ended = true;
+                return;
+            }
+        };
+        for event in events {
             match openai::parse_event(&event.data) {
                 Ok(items) => {
                     for item in items {

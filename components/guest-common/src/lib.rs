@@ -26,7 +26,6 @@ pub mod rerank_api;
 pub mod runtime;
 #[cfg(feature = "spin")]
 pub mod search;
-pub mod sse;
 #[cfg(feature = "step")]
 pub mod step;
 pub mod stores;

@@ -13,10 +13,12 @@
 use guest_common::body::BodyReader;
 use guest_common::openai::{StreamItem, chat_request, parse_event};
 use guest_common::runtime::variable_or;
-use guest_common::sse::{Decoder, event};
 use spin_sdk::http::{HeaderMap, HeaderValue, IntoResponse, Request};
 use spin_sdk::wasip3::http::types::{self, ErrorCode, Fields};
 use spin_sdk::wasip3::http_compat::BodyWriter;
+use spindle_wire::Encoding;
+use spindle_wire::headers::ENCODING;
+use spindle_wire::sse::{Decoder, event};
 
 #[spin_sdk::http_service]
 async fn handle(req: Request) -> impl IntoResponse {
@@ -25,6 +27,9 @@ async fn handle(req: Request) -> impl IntoResponse {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("text/event-stream"));
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    // Read back by the host like the app's answers, so the floor pays the
+    // same per-stream bookkeeping.
+    headers.insert(ENCODING, HeaderValue::from_static(Encoding::Spindle.header_value()));
     let fields = Fields::try_from(headers).map_err(|e| ErrorCode::InternalError(Some(format!("{e:?}"))))?;
     let (mut writer, contents, trailers) = BodyWriter::new();
     let (response, _transmitted) = types::Response::new(fields, Some(contents), trailers);
@@ -46,7 +51,8 @@ async fn handle(req: Request) -> impl IntoResponse {
         while let Some(Ok(bytes)) = upstream.next().await {
             // One write per upstream read, as the app's generator does.
             let mut out = String::new();
-            for e in decoder.feed(bytes) {
+            let Ok(events) = decoder.feed(bytes) else { return };
+            for e in events {
                 for item in parse_event(&e.data).unwrap_or_default() {
                     match item {
                         StreamItem::Text(t) => out.push_str(&event(None, &t)),

@@ -1,0 +1,62 @@
+//! Header names of the wire, and the encoding of the one header value that
+//! carries free text.
+
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+
+/// The request id: the client's (for correlation), or one the host made.
+pub const REQUEST_ID: &str = "x-request-id";
+/// The encoding of an answer stream ([`crate::encoding::Encoding`]).
+pub const ENCODING: &str = "x-spindle-encoding";
+/// The validated question, as the app understood it, for the host's query
+/// log (percent-encoded, at most [`MAX_QUERY_CHARS`] characters). The host
+/// removes it before the response leaves.
+pub const QUERY: &str = "x-spindle-query";
+
+/// Longest question carried in [`QUERY`], in characters.
+pub const MAX_QUERY_CHARS: usize = 500;
+
+/// Everything but unreserved ASCII is escaped: the value must be a valid
+/// header whatever the question holds.
+const ESCAPED: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'%')
+    .add(b'\'')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}')
+    .add(0x7f);
+
+/// The [`QUERY`] header value for `query`, cut to [`MAX_QUERY_CHARS`].
+pub fn encode_query(query: &str) -> String {
+    let cut = match query.char_indices().nth(MAX_QUERY_CHARS) {
+        Some((i, _)) => &query[..i],
+        None => query,
+    };
+    utf8_percent_encode(cut, ESCAPED).to_string()
+}
+
+/// The question from a [`QUERY`] header value.
+pub fn decode_query(value: &str) -> String {
+    percent_decode_str(value).decode_utf8_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_question_round_trips_through_a_valid_header_value() {
+        for q in ["hello world", "什么是 Debian?", "a\r\nb\0c%20\"", "tab\there"] {
+            let v = encode_query(q);
+            assert!(v.bytes().all(|b| (0x21..0x7f).contains(&b)), "{v}");
+            assert_eq!(decode_query(&v), q);
+        }
+        assert_eq!(decode_query(&encode_query(&"字".repeat(2000))).chars().count(), MAX_QUERY_CHARS);
+    }
+}

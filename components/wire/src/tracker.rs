@@ -1,0 +1,238 @@
+//! Reading an answer stream back as it passes: where its events end, and
+//! how it ended (`done` or `error`). The host keeps one [`Tracker`] per
+//! streamed response to add a final error frame only where the stream is
+//! unfinished and only between events, and to record the typed `done`.
+//!
+//! End markers count only as whole events, never as bytes inside one: an
+//! answer whose text says `event: done` or `data: [DONE]` is still open.
+
+use crate::encoding::Encoding;
+use crate::events::{Done, End, ErrorBody, ErrorCode};
+use crate::sse::Decoder;
+use serde::Deserialize;
+
+/// Follows one response stream.
+#[derive(Debug)]
+pub struct Tracker {
+    encoding: Encoding,
+    decoder: Decoder,
+    /// The stream's last event has passed.
+    finished: bool,
+    end: Option<End>,
+    /// The stream broke SSE framing; nothing more is read from it.
+    unreadable: bool,
+}
+
+impl Tracker {
+    pub fn new(encoding: Encoding) -> Self {
+        Tracker { encoding, decoder: Decoder::default(), finished: false, end: None, unreadable: false }
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// Reads the next bytes of the stream.
+    pub fn feed(&mut self, data: &[u8]) {
+        if self.unreadable || data.is_empty() {
+            return;
+        }
+        // A frame of whole events with no marker of a last event cannot end
+        // the stream: skipping its decoding (an allocation per token) is
+        // exact, and most frames are such runs of text events.
+        if self.decoder.between_events() && data.ends_with(b"\n\n") && !self.may_end(data) {
+            return;
+        }
+        let (encoding, finished, end) = (self.encoding, &mut self.finished, &mut self.end);
+        let read = self.decoder.feed_with(data, |event| match encoding {
+            Encoding::Spindle => match event.name.as_deref() {
+                Some("done") => {
+                    *finished = true;
+                    *end = serde_json::from_str::<Done>(&event.data).ok().map(|d| End::Done(Box::new(d)));
+                }
+                Some("error") => {
+                    *finished = true;
+                    *end = serde_json::from_str::<ErrorBody>(&event.data).ok().map(End::Error);
+                }
+                _ => {}
+            },
+            Encoding::OpenAi => {
+                if event.data == "[DONE]" {
+                    *finished = true;
+                } else if let Ok(last) = serde_json::from_str::<LastChunk>(&event.data) {
+                    if let Some(e) = last.error {
+                        *finished = true;
+                        *end = Some(End::Error(ErrorBody {
+                            code: e.code.unwrap_or(ErrorCode::UpstreamError),
+                            message: e.message,
+                        }));
+                    } else if let Some(done) = last.spindle {
+                        *end = Some(End::Done(done));
+                    }
+                }
+            }
+        });
+        if read.is_err() {
+            self.unreadable = true;
+        }
+    }
+
+    fn may_end(&self, data: &[u8]) -> bool {
+        let markers: &[&[u8]] = match self.encoding {
+            Encoding::Spindle => &[b"event"],
+            Encoding::OpenAi => &[b"[DONE]", b"\"error\"", b"\"spindle\""],
+        };
+        markers.iter().any(|m| memchr::memmem::find(data, m).is_some())
+    }
+
+    /// Whether everything read so far ends between events, where a frame
+    /// may be added.
+    pub fn at_boundary(&self) -> bool {
+        !self.unreadable && self.decoder.between_events()
+    }
+
+    /// Whether the stream's last event (`done`, `error`, `[DONE]`) passed.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// What ends an unfinished stream with `code`: the error frame, after a
+    /// blank line if an event is open. `None` once the stream finished.
+    pub fn closing_frame(&self, code: ErrorCode) -> Option<String> {
+        if self.finished {
+            return None;
+        }
+        let frame = self.encoding.error_frame(code, code.host_message());
+        Some(if self.at_boundary() { frame } else { format!("\n\n{frame}") })
+    }
+
+    /// Records that the stream was ended with `code` by its carrier.
+    pub fn close(&mut self, code: ErrorCode) {
+        if !self.finished {
+            self.finished = true;
+            self.end = Some(End::Error(ErrorBody { code, message: code.host_message().to_string() }));
+        }
+    }
+
+    /// How the stream ended, if it did and said so.
+    pub fn end(&self) -> Option<&End> {
+        self.end.as_ref()
+    }
+
+    pub fn into_end(self) -> Option<End> {
+        self.end
+    }
+}
+
+/// The parts of an OpenAI chunk that end a stream.
+#[derive(Deserialize)]
+struct LastChunk {
+    #[serde(default)]
+    error: Option<ChunkError>,
+    #[serde(default)]
+    spindle: Option<Box<Done>>,
+}
+
+#[derive(Deserialize)]
+struct ChunkError {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    code: Option<ErrorCode>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::{Encoder, OpenAiEncoder, SpindleEncoder};
+    use crate::events::{CacheOutcome, Event, Meta, Timings};
+
+    fn done() -> Done {
+        Done {
+            finish_reason: "stop".into(),
+            usage: None,
+            timings_ms: Timings { retrieve: 1.5, ..Timings::default() },
+            generator: "openai".into(),
+            model: "m".into(),
+            fallback: None,
+            degraded: vec![],
+            cache: CacheOutcome::Miss,
+        }
+    }
+
+    fn answer(encoder: &mut impl Encoder, text: &str, last: Event) -> Vec<String> {
+        let meta = Event::Meta(Meta { request_id: "r".into(), model: "m".into(), generator: "openai".into() });
+        [meta, Event::Sources(vec![]), Event::Text(text.into()), last]
+            .iter()
+            .map(|e| {
+                let mut out = String::new();
+                encoder.encode(e, &mut out);
+                out
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_done_is_read_back_typed_in_both_encodings() {
+        for (encoding, frames) in [
+            (Encoding::Spindle, answer(&mut SpindleEncoder, "hi", Event::Done(done()))),
+            (Encoding::OpenAi, answer(&mut OpenAiEncoder::new("c".into(), 0, true), "hi", Event::Done(done()))),
+        ] {
+            let mut t = Tracker::new(encoding);
+            for f in &frames[..3] {
+                t.feed(f.as_bytes());
+                assert!(!t.finished(), "{encoding:?}: finished before its end: {f}");
+                assert!(t.at_boundary());
+            }
+            t.feed(frames[3].as_bytes());
+            assert!(t.finished(), "{encoding:?}");
+            assert_eq!(t.end(), Some(&End::Done(Box::new(done()))), "{encoding:?}");
+            assert_eq!(t.closing_frame(ErrorCode::ServerShutdown), None);
+        }
+    }
+
+    #[test]
+    fn end_markers_inside_the_text_do_not_end_the_stream() {
+        let text = "see:\nevent: done\ndata: {}\n\ndata: [DONE]\n\ndata: {\"error\": 1}";
+        for (encoding, frames) in [
+            (Encoding::Spindle, answer(&mut SpindleEncoder, text, Event::Done(done()))),
+            (Encoding::OpenAi, answer(&mut OpenAiEncoder::new("c".into(), 0, false), text, Event::Done(done()))),
+        ] {
+            let mut t = Tracker::new(encoding);
+            for f in &frames[..3] {
+                t.feed(f.as_bytes());
+            }
+            assert!(!t.finished(), "{encoding:?}: the model's text ended the stream");
+            let frame = t.closing_frame(ErrorCode::RequestTimeout).expect("an unfinished stream gets a frame");
+            let mut check = Tracker::new(encoding);
+            check.feed(frame.as_bytes());
+            assert!(check.finished(), "{encoding:?}: {frame}");
+            assert!(matches!(check.end(), Some(End::Error(e)) if e.code == ErrorCode::RequestTimeout), "{frame}");
+        }
+    }
+
+    #[test]
+    fn an_error_frame_after_a_partial_event_starts_on_a_boundary() {
+        let mut t = Tracker::new(Encoding::Spindle);
+        t.feed(b"data: half a tok");
+        assert!(!t.at_boundary());
+        let frame = t.closing_frame(ErrorCode::StreamAborted).unwrap();
+        assert!(frame.starts_with("\n\nevent: error\n"), "{frame}");
+        t.feed(frame.as_bytes());
+        assert!(t.finished());
+    }
+
+    #[test]
+    fn the_openai_error_frame_is_what_openai_clients_raise_on() {
+        let frame = Encoding::OpenAi.error_frame(ErrorCode::UpstreamError, "boom");
+        let mut d = crate::sse::Decoder::default();
+        let events = d.feed(frame.as_bytes()).unwrap();
+        assert_eq!(events.len(), 2, "{frame}");
+        assert_eq!(events[0].name, None, "openai clients raise only on unnamed events");
+        let v: serde_json::Value = serde_json::from_str(&events[0].data).unwrap();
+        assert_eq!(v["error"]["message"], "boom");
+        assert_eq!(v["error"]["code"], "upstream_error");
+        assert_eq!(v["error"]["type"], "server_error");
+        assert_eq!(events[1].data, "[DONE]");
+    }
+}
