@@ -27,6 +27,7 @@ pub fn load(
     stores: Stores,
 ) -> anyhow::Result<Server> {
     let resolver = Resolver::new(&app.manifest, |k| std::env::var(k).ok())?;
+    crate::preflight::warn_unreachable_urls(&app.manifest, &resolver);
     let engine = runtime::engine(cache_dir, limits)?;
     let linker = runtime::linker(&engine)?;
     let client = SharedClient::new();
