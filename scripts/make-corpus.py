@@ -8,6 +8,7 @@ of `text`, so a title query cannot match itself trivially). Every question
 title becomes an evaluation query whose one relevant document is its section.
 
 Usage: python3 scripts/make-corpus.py   (writes corpus/*.jsonl)
+Needs: apt-get install -y debian-faq debian-faq-zh-cn (see docs/backends.md)
 """
 import html.parser
 import json

@@ -18,11 +18,12 @@ sed -e 's/{ component = "retriever-bm25" }/{ component = "retriever-vector" }/' 
 export SPIN_VARIABLE_VECTOR_STORE=milvus SPIN_VARIABLE_VECTOR_URL=http://127.0.0.1:19530 \
        SPIN_VARIABLE_VECTOR_COLLECTION=spindle_check SPIN_VARIABLE_EMBEDDINGS_URL=http://127.0.0.1:8091 \
        SPIN_VARIABLE_EMBEDDINGS_TIMEOUT_MS=30000 SPIN_VARIABLE_VECTOR_TIMEOUT_MS=30000
-# A session of its own, so that on exit everything started here, and only
-# that, is stopped with one signal to the process group.
+# setsid: everything started here, and only that, forms one process group,
+# stopped on exit with one signal to the group.
 setsid --wait unshare -n sh -c '
   set -eu
-  # milvus-server runs the server in a session of its own: stop it by path.
+  # milvus-server starts the server outside this process group: stop it
+  # by path.
   stop() {
     rc=$?
     trap "" TERM; kill -TERM 0; pkill -TERM -f "^'"$WORK"'/milvus/bin/milvus" || true

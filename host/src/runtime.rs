@@ -81,8 +81,8 @@ pub fn engine(cache_dir: Option<&Path>, limits: &Limits) -> anyhow::Result<Engin
     // checked (with a Spectre guard). It is address space, not memory: the
     // pool reserves it up front (about 63 TiB for 16,000 memories, of the
     // 128 TiB a process may address) and `max_memory_size` still caps each
-    // memory. A/B, two rounds, CPU-ms per stream at C = 100 / 1000:
-    // 6.67, 6.71 / 4.07, 4.88 with 256 MiB; 6.32, 6.18 / 4.29, 3.74 with 4 GiB.
+    // memory. Skipping the checks saves CPU on every guest memory access
+    // (bench/RESULTS.md, "4 GiB address-space reservation per memory").
     // Where the address space is capped (`ulimit -v`), the pool cannot be
     // mapped: fall back to reserving only the memory limit.
     let engine = match Engine::new(&config) {
