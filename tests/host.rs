@@ -240,7 +240,7 @@ async fn answer_many(spindle: &Spindle, n: usize, clients: usize) {
 /// Every step call the gateway makes (retrieve, rerank, prompt, generator
 /// info) finishes without awaiting anything. wasmtime 48 kept the record of
 /// such a call in the instance until the instance was dropped, about 2 KB
-/// per request (see `guest_common::step`); instances that serve thousands
+/// per request (see `spindle_step::step`); instances that serve thousands
 /// of requests must not grow with them.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_instance_does_not_grow_with_the_requests_it_serves() {

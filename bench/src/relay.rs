@@ -4,12 +4,12 @@
 //! gateway does, ending with a `done` event.
 
 use bytes::Bytes;
-use guest_common::openai::{StreamItem, parse_event};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use spindle_clients::openai::{StreamItem, parse_event};
 use spindle_wire::sse::{Decoder, event};
 use std::convert::Infallible;
 use tokio::net::TcpListener;

@@ -3,7 +3,7 @@
 //! run time and all instances share the index's copy-on-write pages. `SPINDLE_CORPUS` (a JSON-lines
 //! file or a folder of them) replaces the bundled Debian FAQ.
 
-use guest_common::{bm25::Index, corpus::parse_jsonl};
+use spindle_text::{bm25::Index, corpus::parse_jsonl};
 use std::path::{Path, PathBuf};
 
 fn main() {

@@ -2,7 +2,7 @@
 //! `{"error": {"code", "message"}}` used for every failure before a stream starts.
 
 use crate::bindings::{Message, Role};
-use crate::limits::*;
+use crate::input_limits::*;
 use futures::StreamExt;
 use serde::Deserialize;
 use spin_sdk::http::body::IncomingBodyExt;

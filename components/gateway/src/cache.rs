@@ -6,9 +6,9 @@
 
 use crate::api::ChatRequest;
 use crate::events::{CacheOutcome, Source, Usage};
-use guest_common::runtime::variable_u64;
 use serde::{Deserialize, Serialize};
 use spin_sdk::key_value::Store;
+use spindle_step::config::variable_u64;
 use std::hash::{Hash, Hasher};
 
 /// Default lifetime of a cached answer.

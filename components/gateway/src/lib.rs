@@ -10,7 +10,7 @@ mod api;
 mod bindings;
 mod cache;
 mod events;
-mod limits;
+mod input_limits;
 mod openai_route;
 mod openapi;
 mod pipeline;

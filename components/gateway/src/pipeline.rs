@@ -6,10 +6,11 @@ use crate::api::ChatRequest;
 use crate::bindings::{Message, Passage, Query, StepError, generator, prompt, reranker, retriever};
 use crate::cache::{Cache, Cached, Lookup};
 use crate::events::{CacheOutcome, Done, EXTRACTIVE, ErrorCode, Event, Gone, Meta, Sink, Source, Timings, Usage};
-use crate::limits::{CANDIDATES_PER_SOURCE, MAX_CANDIDATES, SNIPPET_CHARS};
-use guest_common::extractive;
-use guest_common::runtime::{deadline, variable_u64};
+use crate::input_limits::{CANDIDATES_PER_SOURCE, MAX_CANDIDATES, SNIPPET_CHARS};
 use spin_sdk::wit_bindgen::StreamResult;
+use spindle_step::config::variable_u64;
+use spindle_step::deadline::deadline;
+use spindle_text::extractive;
 use std::time::{Duration, Instant};
 
 /// Most generator chunks taken by one read; more waiting take more reads.

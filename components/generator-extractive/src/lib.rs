@@ -1,6 +1,6 @@
 //! `generator-extractive`: answers without a language model, quoting the
 //! best-matching sentences of the passages with their citation numbers (see
-//! `guest_common::extractive`). Wire it as the generator in `spin.toml` for a
+//! `spindle_text::extractive`). Wire it as the generator in `spin.toml` for a
 //! deployment with no LLM at all; the gateway uses the same code as its
 //! fallback when the configured LLM is missing or fails before its first token.
 
@@ -14,13 +14,13 @@ mod bindings {
 
 use bindings::exports::spindle::generator::generator::{Chunk, GenerateOptions, GeneratorInfo, Guest};
 use bindings::spindle::types::types::{Message, Passage, Role, StepError};
-use guest_common::extractive;
+use spindle_text::extractive;
 
 struct Extractive;
 
 impl Guest for Extractive {
     async fn info() -> GeneratorInfo {
-        guest_common::step::exit_after_returning();
+        spindle_step::step::exit_after_returning();
         GeneratorInfo { name: "extractive".into(), model: "extractive".into(), ready: true }
     }
 
@@ -29,7 +29,7 @@ impl Guest for Extractive {
         passages: Vec<Passage>,
         _options: GenerateOptions,
     ) -> Result<wit_bindgen::StreamReader<Chunk>, StepError> {
-        guest_common::step::exit_after_returning();
+        spindle_step::step::exit_after_returning();
         let question = messages
             .iter()
             .rev()

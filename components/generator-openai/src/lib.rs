@@ -13,9 +13,10 @@
 //! the HTTP response body, which closes the upstream connection and stops
 //! the model generating.
 
-use guest_common::body::BodyReader;
-use guest_common::openai::{self, StreamError, StreamItem};
-use guest_common::runtime::{IdleDeadline, deadline, variable_or, variable_u64};
+use spindle_clients::body::BodyReader;
+use spindle_clients::openai::{self, StreamError, StreamItem};
+use spindle_step::config::{variable_or, variable_u64};
+use spindle_step::deadline::{IdleDeadline, deadline};
 use spindle_wire::sse::Decoder;
 use std::time::Duration;
 
@@ -231,7 +232,7 @@ struct OpenAi;
 
 impl Guest for OpenAi {
     async fn info() -> GeneratorInfo {
-        guest_common::step::exit_after_returning();
+        spindle_step::step::exit_after_returning();
         let url = variable_or("llm_url", "").await;
         GeneratorInfo {
             name: "openai".into(),
@@ -245,7 +246,7 @@ impl Guest for OpenAi {
         passages: Vec<Passage>,
         options: GenerateOptions,
     ) -> Result<spin_sdk::wit_bindgen::StreamReader<Chunk>, StepError> {
-        guest_common::step::exit_after_returning();
+        spindle_step::step::exit_after_returning();
         // The prompt already quotes the passages, and the first token may be
         // seconds away with thousands of answers waiting: hold nothing the
         // request does not need.

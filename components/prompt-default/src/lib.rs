@@ -17,7 +17,7 @@ mod bindings {
 
 use bindings::exports::spindle::prompt::prompt::Guest;
 use bindings::spindle::types::types::{Message, Passage, Query, Role, StepError};
-use guest_common::tokenize::is_cjk;
+use spindle_text::tokenize::is_cjk;
 
 /// Prompt budget in (estimated) tokens for passages plus history. Small
 /// models such as a 4k-context SmolLM2 need room left for the answer.
@@ -77,7 +77,7 @@ struct DefaultPrompt;
 
 impl Guest for DefaultPrompt {
     async fn build(q: Query, passages: Vec<Passage>) -> Result<Vec<Message>, StepError> {
-        guest_common::step::exit_after_returning();
+        spindle_step::step::exit_after_returning();
         if q.text.trim().is_empty() {
             return Err(StepError::InvalidInput("empty query".into()));
         }

@@ -10,12 +10,12 @@
 //! generator → gateway hop, SSE bookkeeping). Not a product component: no
 //! limits, no fallbacks, no heartbeats.
 
-use guest_common::body::BodyReader;
-use guest_common::openai::{StreamItem, chat_request, parse_event};
-use guest_common::runtime::variable_or;
 use spin_sdk::http::{HeaderMap, HeaderValue, IntoResponse, Request};
 use spin_sdk::wasip3::http::types::{self, ErrorCode, Fields};
 use spin_sdk::wasip3::http_compat::BodyWriter;
+use spindle_clients::body::BodyReader;
+use spindle_clients::openai::{StreamItem, chat_request, parse_event};
+use spindle_step::config::variable_or;
 use spindle_wire::Encoding;
 use spindle_wire::headers::ENCODING;
 use spindle_wire::sse::{Decoder, event};

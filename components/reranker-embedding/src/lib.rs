@@ -1,7 +1,7 @@
 //! `reranker-embedding`: scores each candidate by the cosine similarity of
 //! query and passage embeddings from the embeddings endpoint (the
 //! `embeddings_*` variables), plus `rerank_lexical_weight` times the
-//! embedded lexical score (`guest_common::lexical`: the retriever's score,
+//! embedded lexical score (`spindle_text::lexical`: the retriever's score,
 //! BM25 over the candidates and query-term coverage, in 0..1).
 //!
 //! Why the blend: a bi-encoder alone re-sorts candidates into plain dense
@@ -13,11 +13,11 @@
 //! For where no cross-encoder runs. Passage vectors are cached in memory
 //! and in the key-value store `default`, so a passage is embedded once.
 
-use guest_common::embeddings::cosine;
-use guest_common::hit::Failure;
-use guest_common::lexical;
-use guest_common::runtime::variable_or;
-use guest_common::search::{Embedder, Side};
+use spindle_clients::embeddings::cosine;
+use spindle_clients::search::{Embedder, Side};
+use spindle_step::config::variable_or;
+use spindle_text::hit::Failure;
+use spindle_text::lexical;
 
 const DEFAULT_LEXICAL_WEIGHT: f32 = 0.05;
 
@@ -38,4 +38,4 @@ async fn score(query: &str, texts: &[&str], prior: &[f32]) -> Result<Vec<f32>, F
     Ok(scores)
 }
 
-guest_common::export_reranker!(EmbeddingReranker, score);
+spindle_step::export_reranker!(EmbeddingReranker, score);

@@ -4,11 +4,11 @@
 //! Variables: `rerank_url` (origin), `rerank_path` (default per API),
 //! `rerank_model`, `rerank_api_key`, `rerank_timeout_ms`.
 
-use guest_common::auth::bearer;
-use guest_common::hit::Failure;
-use guest_common::remote::{RemoteError, Service};
-use guest_common::rerank_api::Api;
-use guest_common::runtime::{variable_or, variable_u64};
+use spindle_clients::auth::bearer;
+use spindle_clients::remote::{RemoteError, Service};
+use spindle_clients::rerank_api::Api;
+use spindle_step::config::{variable_or, variable_u64};
+use spindle_text::hit::Failure;
 use std::time::Duration;
 
 async fn score(query: &str, texts: &[&str], _prior: &[f32]) -> Result<Vec<f32>, Failure> {
@@ -30,4 +30,4 @@ async fn score(query: &str, texts: &[&str], _prior: &[f32]) -> Result<Vec<f32>, 
     api.parse(&body, texts.len()).map_err(|d| service.malformed(&path, d).into())
 }
 
-guest_common::export_reranker!(HttpReranker, score);
+spindle_step::export_reranker!(HttpReranker, score);

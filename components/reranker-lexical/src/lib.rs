@@ -1,40 +1,16 @@
 //! `reranker-lexical`: the embedded default reranker (the retriever's score,
 //! BM25 over the candidates and query-term coverage, blended; see
-//! `guest_common::lexical`).
+//! `spindle_text::lexical`).
 
-mod bindings {
-    wit_bindgen::generate!({
-        world: "spindle:reranker/reranker-step",
-        path: ["../../wit/types", "../../wit/reranker"],
-        generate_all,
-    });
-}
+use spindle_text::hit::Failure;
+use spindle_text::lexical;
 
-use bindings::exports::spindle::reranker::reranker::Guest;
-use bindings::spindle::types::types::{Passage, StepError};
-
-struct Lexical;
-
-impl Guest for Lexical {
-    async fn rerank(query: String, passages: Vec<Passage>, top_n: u32) -> Result<Vec<Passage>, StepError> {
-        guest_common::step::exit_after_returning();
-        let order = {
-            let texts: Vec<&str> = passages.iter().map(|p| p.text.as_str()).collect();
-            let prior: Vec<f32> = passages.iter().map(|p| p.score).collect();
-            guest_common::lexical::rerank(&query, &texts, &prior)
-        };
-        let mut slots: Vec<Option<Passage>> = passages.into_iter().map(Some).collect();
-        Ok(order
-            .into_iter()
-            .take(top_n as usize)
-            .filter_map(|(i, score)| {
-                slots[i].take().map(|mut p| {
-                    p.score = score;
-                    p
-                })
-            })
-            .collect())
+async fn score(query: &str, texts: &[&str], prior: &[f32]) -> Result<Vec<f32>, Failure> {
+    let mut scores = vec![0.0; texts.len()];
+    for (i, s) in lexical::rerank(query, texts, prior) {
+        scores[i] = s;
     }
+    Ok(scores)
 }
 
-bindings::export!(Lexical with_types_in bindings);
+spindle_step::export_reranker!(Lexical, score);

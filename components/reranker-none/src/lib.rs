@@ -2,7 +2,7 @@
 //! passages. For apps whose retriever already ranks well enough, and for
 //! measuring a retriever on its own (`scripts/eval-retrieval.py`).
 
-use guest_common::hit::Failure;
+use spindle_text::hit::Failure;
 
 async fn keep_order(_query: &str, _texts: &[&str], prior: &[f32]) -> Result<Vec<f32>, Failure> {
     // Retrievers return best first with descending scores, and the sort
@@ -10,4 +10,4 @@ async fn keep_order(_query: &str, _texts: &[&str], prior: &[f32]) -> Result<Vec<
     Ok(prior.to_vec())
 }
 
-guest_common::export_reranker!(NoReranker, keep_order);
+spindle_step::export_reranker!(NoReranker, keep_order);

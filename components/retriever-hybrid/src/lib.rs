@@ -13,12 +13,12 @@
 //! returned and the failure is listed in `degraded` (shown in the `done`
 //! event). Only when both fail does retrieval fail.
 
-use guest_common::component::{Found, Request};
-use guest_common::fusion::{DEFAULT_K, rrf};
-use guest_common::hit::{Failure, Hit, collapse_by_doc};
-use guest_common::remote::RemoteError;
-use guest_common::runtime::variable_or;
-use guest_common::search::{Keyword, Vector};
+use spindle_clients::remote::RemoteError;
+use spindle_clients::search::{Keyword, Vector};
+use spindle_step::config::variable_or;
+use spindle_step::export::{Found, Request};
+use spindle_text::fusion::{DEFAULT_K, rrf};
+use spindle_text::hit::{Failure, Hit, collapse_by_doc};
 
 async fn keyword(r: &Request, k: u32) -> Result<Vec<Hit>, RemoteError> {
     Keyword::load().await?.search(&r.text, &r.filters, k).await
@@ -62,4 +62,4 @@ async fn search(r: Request) -> Result<Found, Failure> {
     Ok(Found { hits: collapse_by_doc(fused, r.top_k as usize), degraded })
 }
 
-guest_common::export_retriever!(Hybrid, search);
+spindle_step::export_retriever!(Hybrid, search);

@@ -3,9 +3,9 @@
 //! `vector_store`). Variables: `vector_url` (origin), `vector_collection`,
 //! `vector_api_key`, `vector_timeout_ms`, and the `embeddings_*` ones.
 
-use guest_common::component::{Found, Request};
-use guest_common::hit::{Failure, collapse_by_doc};
-use guest_common::search::Vector;
+use spindle_clients::search::Vector;
+use spindle_step::export::{Found, Request};
+use spindle_text::hit::{Failure, collapse_by_doc};
 
 async fn search(r: Request) -> Result<Found, Failure> {
     let vector = Vector::load().await?;
@@ -13,4 +13,4 @@ async fn search(r: Request) -> Result<Found, Failure> {
     Ok(Found { hits: collapse_by_doc(hits, r.top_k as usize), degraded: Vec::new() })
 }
 
-guest_common::export_retriever!(VectorRetriever, search);
+spindle_step::export_retriever!(VectorRetriever, search);

@@ -3,8 +3,8 @@
 
 use super::http::Service;
 use anyhow::bail;
-use guest_common::chunk::Chunk;
-use guest_common::opensearch;
+use spindle_clients::opensearch;
+use spindle_text::chunk::Chunk;
 
 pub struct KeywordIndex {
     pub service: Service,

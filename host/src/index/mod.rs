@@ -4,7 +4,7 @@
 //! `embeddings_*` values the retrievers read, from defaults and
 //! `SPIN_VARIABLE_*`), so the indexer and the app cannot disagree.
 //!
-//! Documents are split into overlapping chunks (`guest_common::chunk`),
+//! Documents are split into overlapping chunks (`spindle_text::chunk`),
 //! embedded in batches and written under stable chunk ids: re-running it
 //! overwrites in place. `--recreate` drops the index and collection first,
 //! which also removes chunks of documents that have since shrunk or gone.
@@ -16,12 +16,12 @@ mod vector;
 use crate::manifest::App;
 use crate::variables::Resolver;
 use anyhow::{Context, bail};
-use guest_common::auth;
-use guest_common::chunk::{Chunk, Chunking, chunk_document};
-use guest_common::corpus::parse_jsonl;
-use guest_common::opensearch;
-use guest_common::stores::Store;
 use indicatif::{ProgressBar, ProgressStyle};
+use spindle_clients::auth;
+use spindle_clients::opensearch;
+use spindle_clients::stores::Store;
+use spindle_text::chunk::{Chunk, Chunking, chunk_document};
+use spindle_text::corpus::parse_jsonl;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

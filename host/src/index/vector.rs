@@ -4,10 +4,10 @@
 
 use super::http::Service;
 use anyhow::{Context, bail};
-use guest_common::chunk::Chunk;
-use guest_common::embeddings;
-use guest_common::stores::{Store, chroma, milvus};
 use serde_json::json;
+use spindle_clients::embeddings;
+use spindle_clients::stores::{Store, chroma, milvus};
+use spindle_text::chunk::Chunk;
 
 pub struct Embedder {
     pub service: Service,

@@ -5,9 +5,9 @@
 //! re-indexing deletes the chunks by a `pid in [...]` filter, then inserts
 //! them. Errors come back as HTTP 200 with a non-200 `code`.
 
-use crate::chunk::{self, Chunk};
-use crate::hit::Hit;
 use serde_json::{Map, Value, json};
+use spindle_text::chunk::{self, Chunk};
+use spindle_text::hit::Hit;
 
 pub const CREATE: &str = "/v1/vector/collections/create";
 pub const DESCRIBE: &str = "/v1/vector/collections/describe";
@@ -69,7 +69,7 @@ pub fn data(body: &Value) -> Result<&Value, String> {
             "Milvus error {code}: {}",
             body.get("message").and_then(Value::as_str).unwrap_or("(no message)")
         )),
-        None => Err(format!("unexpected response: {}", crate::truncate(&body.to_string(), 200))),
+        None => Err(format!("unexpected response: {}", spindle_text::truncate(&body.to_string(), 200))),
     }
 }
 

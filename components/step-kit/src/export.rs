@@ -83,7 +83,7 @@ macro_rules! export_retriever {
                 $crate::step::exit_after_returning();
                 use bindings::spindle::types::types::Passage;
                 let to_step = |f: $crate::hit::Failure| $crate::__step_error!(f);
-                let request = $crate::component::Request::new(q.text, q.top_k, q.filters).map_err(to_step)?;
+                let request = $crate::export::Request::new(q.text, q.top_k, q.filters).map_err(to_step)?;
                 let found = $search(request).await.map_err(to_step)?;
                 let passages = found
                     .hits
@@ -138,7 +138,7 @@ macro_rules! export_reranker {
                     $score(&query, &texts, &prior).await.map_err(|f| $crate::__step_error!(f))?
                 };
                 let mut slots: Vec<Option<_>> = passages.into_iter().map(Some).collect();
-                Ok($crate::component::order(&scores, top_n)
+                Ok($crate::export::order(&scores, top_n)
                     .into_iter()
                     .filter_map(|(i, score)| {
                         slots[i].take().map(|mut p| {

@@ -3,10 +3,10 @@
 //! size limits, auth headers and error messages that name the service, the
 //! URL and what went wrong.
 
-use crate::runtime::deadline;
 use futures::StreamExt;
 use serde_json::Value;
 use spin_sdk::http::body::IncomingBodyExt;
+use spindle_step::deadline::deadline;
 use std::time::Duration;
 
 /// Largest response body read, in bytes.
@@ -45,11 +45,11 @@ impl RemoteError {
     }
 }
 
-impl From<RemoteError> for crate::hit::Failure {
+impl From<RemoteError> for spindle_text::hit::Failure {
     fn from(e: RemoteError) -> Self {
         match e {
-            RemoteError::Timeout { .. } => crate::hit::Failure::Timeout(e.to_string()),
-            _ => crate::hit::Failure::Unavailable(e.to_string()),
+            RemoteError::Timeout { .. } => spindle_text::hit::Failure::Timeout(e.to_string()),
+            _ => spindle_text::hit::Failure::Unavailable(e.to_string()),
         }
     }
 }
@@ -67,11 +67,11 @@ fn error_text(body: &[u8]) -> String {
             })
             .collect();
         if !parts.is_empty() {
-            return crate::truncate(&parts.join(": "), 300);
+            return spindle_text::truncate(&parts.join(": "), 300);
         }
     }
     let text = String::from_utf8_lossy(body);
-    if text.trim().is_empty() { "(empty body)".into() } else { crate::truncate(text.trim(), 300) }
+    if text.trim().is_empty() { "(empty body)".into() } else { spindle_text::truncate(text.trim(), 300) }
 }
 
 impl Service {
@@ -152,7 +152,7 @@ impl Service {
         serde_json::from_slice(&buf).map_err(|e| RemoteError::Malformed {
             service: self.name,
             url: url.into(),
-            detail: format!("not JSON ({e}): {}", crate::truncate(&String::from_utf8_lossy(&buf), 120)),
+            detail: format!("not JSON ({e}): {}", spindle_text::truncate(&String::from_utf8_lossy(&buf), 120)),
         })
     }
 }

@@ -4,11 +4,11 @@
 //! single retrievers, the hybrid retriever and the embedding reranker.
 
 use crate::auth;
-use crate::hit::Hit;
 use crate::remote::{RemoteError, Service};
-use crate::runtime::{variable_or, variable_u64};
 use crate::stores::{Store, chroma, milvus};
 use crate::{embeddings, opensearch};
+use spindle_step::config::{variable_or, variable_u64};
+use spindle_text::hit::Hit;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;

@@ -5,9 +5,9 @@
 //! `POST /<index>/_search` with a `bool` query (`match`/`multi_match` in
 //! `must`, `term` filters) reading `hits.hits[]._id/_score/_source`.
 
-use crate::chunk::{self, Chunk};
-use crate::hit::Hit;
 use serde_json::{Map, Value, json};
+use spindle_text::chunk::{self, Chunk};
+use spindle_text::hit::Hit;
 
 /// The `_search` body: BM25 over `fields`, each filter a `term` on the field
 /// of that name (keyword-mapped by [`mapping`]).

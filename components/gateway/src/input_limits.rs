@@ -1,4 +1,4 @@
-//! The documented limits on what a client may ask (README "Limits").
+//! The documented limits on what a client may ask (docs/api.md, "Limits").
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

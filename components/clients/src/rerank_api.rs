@@ -54,7 +54,7 @@ impl Api {
         };
         let list = list.ok_or_else(|| match body.get("message").or(body.get("error")).or(body.get("detail")) {
             Some(m) => format!("the reranker answered with an error: {}", m.as_str().unwrap_or(&m.to_string())),
-            None => format!("unexpected response: {}", crate::truncate(&body.to_string(), 200)),
+            None => format!("unexpected response: {}", spindle_text::truncate(&body.to_string(), 200)),
         })?;
         let mut scores = vec![None; documents];
         for item in list {

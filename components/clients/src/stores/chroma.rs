@@ -3,9 +3,9 @@
 //! upserted with their own embeddings (Chroma computes none here); queries
 //! use cosine distance, turned into a similarity (`1 - distance`).
 
-use crate::chunk::{self, Chunk};
-use crate::hit::Hit;
 use serde_json::{Map, Value, json};
+use spindle_text::chunk::{self, Chunk};
+use spindle_text::hit::Hit;
 
 /// Path of the collections of the default tenant and database.
 pub const COLLECTIONS: &str = "/api/v2/tenants/default_tenant/databases/default_database/collections";
@@ -94,7 +94,7 @@ pub fn error_message(body: &Value) -> String {
     match (part("error"), part("message")) {
         (Some(e), Some(m)) => format!("{e}: {m}"),
         (Some(e), None) | (None, Some(e)) => e.to_string(),
-        _ => format!("unexpected response: {}", crate::truncate(&body.to_string(), 200)),
+        _ => format!("unexpected response: {}", spindle_text::truncate(&body.to_string(), 200)),
     }
 }
 
