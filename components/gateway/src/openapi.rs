@@ -39,7 +39,16 @@ pub struct SseEvent {
 /// Every error before a stream starts.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorResponse {
-    error: ErrorBody,
+    error: RequestError,
+}
+
+/// Why a request was refused: `code` names the rule (`missing_query`,
+/// `query_too_long`, `invalid_top_k`, `body_too_large`, ...); on
+/// `/v1/...` OpenAI's error shape, with `type` and `param` too.
+#[derive(Serialize, ToSchema)]
+pub struct RequestError {
+    code: String,
+    message: String,
 }
 
 const STREAM: &str = "The answer as Server-Sent Events, in order: `event: meta` (data: Meta), \
@@ -106,6 +115,7 @@ requires `Authorization: Bearer <key>`."
         ChatMessage,
         StreamOptions,
         ErrorResponse,
+        RequestError,
         ErrorBody,
         Meta,
         Source,
