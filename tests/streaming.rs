@@ -4,8 +4,10 @@
 mod common;
 
 use common::client;
-use common::spindle::{Options, Spindle};
+use common::spindle::{Options, Spindle, derived_manifest};
 use common::upstream::{Behaviour, Upstream};
+use serde_json::json;
+use spindle_testkit::scripted::{Reply, Scripted};
 use std::time::{Duration, Instant};
 
 /// Reads events until `n` text chunks have arrived (or the first event
@@ -211,4 +213,63 @@ async fn the_between_bytes_limit_cuts_a_stall_never_a_steady_stream() {
         silence >= Duration::from_millis(280) && silence < Duration::from_millis(700),
         "ended {silence:?} after the last token"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leaving_while_a_step_waits_drops_its_outbound_call() {
+    // Each step's remote service answers only after 5 s: the search
+    // engine (retriever-opensearch), the embeddings endpoint
+    // (retriever-vector) and a rerank API (reranker-http). When the client
+    // leaves while one waits, its call must be dropped at once too, not
+    // only the LLM's.
+    let slow = Duration::from_secs(5);
+    let peer = Scripted::start().await;
+    peer.on("POST", "/spindle/_search", Reply::json(json!({"hits": {"hits": []}})).after(slow))
+        .on("POST", "/v1/embeddings", Reply::json(json!({"data": []})).after(slow))
+        .on("POST", "/v2/rerank", Reply::json(json!({"results": []})).after(slow));
+    let swaps: [(&str, &str, &str); 3] = [
+        ("opensearch", "retriever-bm25", "retriever-opensearch"),
+        ("vector", "retriever-bm25", "retriever-vector"),
+        ("rerank", "reranker-lexical", "reranker-http"),
+    ];
+    for (name, from, to) in swaps {
+        let manifest = derived_manifest(
+            &format!("slow-{name}"),
+            &[(&format!(r#"{{ component = "{from}" }}"#), &format!(r#"{{ component = "{to}" }}"#))],
+        );
+        let spindle = Spindle::start(Options {
+            manifest: Some(manifest),
+            ..Options::default()
+                .var("opensearch_url", peer.origin.as_str())
+                .var("vector_url", peer.origin.as_str())
+                .var("embeddings_url", peer.origin.as_str())
+                .var("embeddings_dimension", "4")
+                .var("rerank_url", peer.origin.as_str())
+                .var("keyword_timeout_ms", "30000")
+                .var("embeddings_timeout_ms", "30000")
+                .var("rerank_timeout_ms", "30000")
+                .var("retrieve_timeout_ms", "30000")
+                .var("rerank_timeout_ms", "30000")
+        });
+        let before = peer.seen.lock().unwrap().len();
+        let s = client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await;
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while peer.seen.lock().unwrap().len() == before {
+            assert!(Instant::now() < give_up, "{name}: the step never called out");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let left_at = Instant::now();
+        drop(s);
+        let give_up = Instant::now() + Duration::from_secs(4);
+        let dropped = loop {
+            if let Some((_, at)) = peer.dropped.lock().unwrap().iter().find(|(_, at)| *at >= left_at) {
+                break *at;
+            }
+            assert!(Instant::now() < give_up, "{name}: the step's call outlived the client");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let after = dropped.saturating_duration_since(left_at);
+        assert!(after < Duration::from_millis(100), "{name}: call dropped {after:?} after the client left");
+    }
 }

@@ -13,7 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One scripted answer.
 #[derive(Clone, Debug)]
@@ -63,6 +63,24 @@ pub struct Scripted {
     pub origin: String,
     routes: Routes,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Requests whose client closed the connection before the reply was
+    /// sent: the path, and when.
+    pub dropped: Arc<Mutex<Vec<(String, Instant)>>>,
+}
+
+/// Notes a request as dropped unless it was answered.
+struct Pending {
+    path: String,
+    answered: bool,
+    dropped: Arc<Mutex<Vec<(String, Instant)>>>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.dropped.lock().unwrap().push((std::mem::take(&mut self.path), Instant::now()));
+        }
+    }
 }
 
 impl Scripted {
@@ -71,13 +89,14 @@ impl Scripted {
         let origin = format!("http://{}", listener.local_addr().unwrap());
         let routes: Routes = Arc::default();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let (r, s) = (routes.clone(), seen.clone());
+        let dropped: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+        let (r, s, d) = (routes.clone(), seen.clone(), dropped.clone());
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                let (r, s) = (r.clone(), s.clone());
+                let (r, s, d) = (r.clone(), s.clone(), d.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (r, s) = (r.clone(), s.clone());
+                        let (r, s, d) = (r.clone(), s.clone(), d.clone());
                         async move {
                             let method = req.method().to_string();
                             let authorization =
@@ -98,7 +117,11 @@ impl Scripted {
                                 Some(f) => f(&seen),
                                 None => Reply::status(404, r#"{"error":"no such route"}"#),
                             };
+                            // hyper drops this future when the client closes
+                            // the connection while it waits.
+                            let mut pending = Pending { path: path.clone(), answered: false, dropped: d };
                             tokio::time::sleep(reply.delay).await;
+                            pending.answered = true;
                             let resp = hyper::Response::builder()
                                 .status(reply.status)
                                 .header("content-type", "application/json")
@@ -111,7 +134,7 @@ impl Scripted {
                 });
             }
         });
-        Scripted { origin, routes, seen }
+        Scripted { origin, routes, seen, dropped }
     }
 
     /// Answers `method` requests whose path starts with `prefix`; a later

@@ -75,6 +75,15 @@ fn error_text(body: &[u8]) -> String {
 }
 
 impl Service {
+    /// This service's calls for one inbound request: they carry its id, so
+    /// the host drops them when that request's client goes away.
+    pub fn for_request(mut self, request_id: &str) -> Self {
+        if !request_id.is_empty() {
+            self.headers.push(("x-request-id".to_string(), request_id.to_string()));
+        }
+        self
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base.trim_end_matches('/'))
     }

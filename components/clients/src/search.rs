@@ -30,7 +30,9 @@ pub struct Keyword {
 }
 
 impl Keyword {
-    pub async fn load() -> Result<Self, RemoteError> {
+    /// Configured by the variables, calling out on behalf of the inbound
+    /// request `request_id`.
+    pub async fn load(request_id: &str) -> Result<Self, RemoteError> {
         let base = origin("OpenSearch", "opensearch_url").await?;
         let headers = auth::opensearch(
             &variable_or("opensearch_username", "").await,
@@ -44,7 +46,8 @@ impl Keyword {
                 base,
                 headers,
                 timeout: timeout("keyword_timeout_ms", 3_000).await?,
-            },
+            }
+            .for_request(request_id),
             index: variable_or("opensearch_index", "spindle").await,
             fields: fields.split(',').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect(),
         })
@@ -94,7 +97,9 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    pub async fn load() -> Result<Self, RemoteError> {
+    /// Configured by the variables, calling out on behalf of the inbound
+    /// request `request_id`.
+    pub async fn load(request_id: &str) -> Result<Self, RemoteError> {
         let base = origin("the embeddings endpoint", "embeddings_url").await?;
         let dimension = variable_u64("embeddings_dimension", 0).await.map_err(RemoteError::BadConfig)?;
         Ok(Embedder {
@@ -103,7 +108,8 @@ impl Embedder {
                 base,
                 headers: auth::bearer(&variable_or("embeddings_api_key", "").await),
                 timeout: timeout("embeddings_timeout_ms", 5_000).await?,
-            },
+            }
+            .for_request(request_id),
             path: variable_or("embeddings_path", "/v1/embeddings").await,
             model: variable_or("embeddings_model", "multilingual-e5-small").await,
             query_type: variable_or("embeddings_query_type", "query").await,
@@ -229,7 +235,9 @@ pub struct Vector {
 }
 
 impl Vector {
-    pub async fn load() -> Result<Self, RemoteError> {
+    /// The vector search configured by the variables, calling out on
+    /// behalf of the inbound request `request_id`.
+    pub async fn load(request_id: &str) -> Result<Self, RemoteError> {
         let base = origin("the vector store", "vector_url").await?;
         let store: Store = variable_or("vector_store", "chroma").await.parse().map_err(RemoteError::BadConfig)?;
         let headers = auth::vector_store(store, &variable_or("vector_api_key", "").await);
@@ -239,9 +247,10 @@ impl Vector {
         };
         Ok(Vector {
             store,
-            service: Service { name, base, headers, timeout: timeout("vector_timeout_ms", 3_000).await? },
+            service: Service { name, base, headers, timeout: timeout("vector_timeout_ms", 3_000).await? }
+                .for_request(request_id),
             collection: variable_or("vector_collection", "spindle").await,
-            embedder: Embedder::load().await?,
+            embedder: Embedder::load(request_id).await?,
         })
     }
 

@@ -175,6 +175,7 @@ async fn retrieve(answer: &mut Answer, limits: &Deadlines) -> Result<Vec<Passage
         history: req.history.clone(),
         top_k: candidates,
         filters: req.filters.clone(),
+        request_id: req.request_id.clone(),
     };
     let t = Instant::now();
     let retrieved = deadline(limits.retrieve, retriever::retrieve(query)).await;
@@ -210,8 +211,13 @@ async fn publish_sources(answer: &Answer, passages: &[Passage], sink: &mut impl 
 
 async fn build_prompt(answer: &mut Answer, passages: &[Passage], limits: &Deadlines) -> Result<Vec<Message>, Event> {
     let req = &answer.req;
-    let query =
-        Query { text: req.query.clone(), history: req.history.clone(), top_k: req.top_k, filters: req.filters.clone() };
+    let query = Query {
+        text: req.query.clone(),
+        history: req.history.clone(),
+        top_k: req.top_k,
+        filters: req.filters.clone(),
+        request_id: req.request_id.clone(),
+    };
     let t = Instant::now();
     let messages = deadline(limits.prompt, prompt::build(query, passages.to_vec())).await;
     answer.timings.prompt = ms_since(t);
@@ -394,7 +400,9 @@ async fn rerank(
     // Retrieval order is still a useful answer basis if the reranker fails:
     // keep the top of it (not a copy of every candidate).
     let fallback: Vec<Passage> = retrieved.iter().take(req.top_k as usize).cloned().collect();
-    let reranked = deadline(limits.rerank, reranker::rerank(req.query.clone(), retrieved, req.top_k)).await;
+    let reranked =
+        deadline(limits.rerank, reranker::rerank(req.query.clone(), retrieved, req.top_k, req.request_id.clone()))
+            .await;
     match reranked.unwrap_or_else(|| Err(timed_out(limits.rerank))) {
         Ok(p) => p,
         Err(e) => {

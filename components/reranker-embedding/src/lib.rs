@@ -21,14 +21,14 @@ use spindle_text::lexical;
 
 const DEFAULT_LEXICAL_WEIGHT: f32 = 0.05;
 
-async fn score(query: &str, texts: &[&str], prior: &[f32]) -> Result<Vec<f32>, Failure> {
+async fn score(query: &str, texts: &[&str], prior: &[f32], request_id: &str) -> Result<Vec<f32>, Failure> {
     let weight = match variable_or("rerank_lexical_weight", "").await {
         s if s.is_empty() => DEFAULT_LEXICAL_WEIGHT,
         s => s.parse::<f32>().ok().filter(|w| w.is_finite() && *w >= 0.0).ok_or_else(|| {
             Failure::InvalidInput(format!("variable `rerank_lexical_weight` must be a number ≥ 0, got `{s}`"))
         })?,
     };
-    let embedder = Embedder::load().await?;
+    let embedder = Embedder::load(request_id).await?;
     let q = embedder.embed(&[query], Side::Query).await?.pop().unwrap_or_default();
     let passages = embedder.embed_cached(texts, Side::Passage).await?;
     let mut scores: Vec<f32> = passages.iter().map(|p| cosine(&q, p)).collect();

@@ -11,7 +11,7 @@ use spindle_step::config::{variable_or, variable_u64};
 use spindle_text::hit::Failure;
 use std::time::Duration;
 
-async fn score(query: &str, texts: &[&str], _prior: &[f32]) -> Result<Vec<f32>, Failure> {
+async fn score(query: &str, texts: &[&str], _prior: &[f32], request_id: &str) -> Result<Vec<f32>, Failure> {
     let api: Api = variable_or("rerank_api", "cohere").await.parse().map_err(Failure::InvalidInput)?;
     let base = variable_or("rerank_url", "").await;
     if base.is_empty() {
@@ -23,7 +23,8 @@ async fn score(query: &str, texts: &[&str], _prior: &[f32]) -> Result<Vec<f32>, 
         base,
         headers: bearer(&variable_or("rerank_api_key", "").await),
         timeout: Duration::from_millis(timeout),
-    };
+    }
+    .for_request(request_id);
     let path = variable_or("rerank_path", api.default_path()).await;
     let model = variable_or("rerank_model", "").await;
     let body = service.post(&path, &api.request(&model, query, texts)).await?;

@@ -5,7 +5,7 @@
 use spindle_text::hit::Failure;
 use spindle_text::lexical;
 
-async fn score(query: &str, texts: &[&str], prior: &[f32]) -> Result<Vec<f32>, Failure> {
+async fn score(query: &str, texts: &[&str], prior: &[f32], _request_id: &str) -> Result<Vec<f32>, Failure> {
     let mut scores = vec![0.0; texts.len()];
     for (i, s) in lexical::rerank(query, texts, prior) {
         scores[i] = s;

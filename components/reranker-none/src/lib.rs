@@ -4,7 +4,7 @@
 
 use spindle_text::hit::Failure;
 
-async fn keep_order(_query: &str, _texts: &[&str], prior: &[f32]) -> Result<Vec<f32>, Failure> {
+async fn keep_order(_query: &str, _texts: &[&str], prior: &[f32], _request_id: &str) -> Result<Vec<f32>, Failure> {
     // Retrievers return best first with descending scores, and the sort
     // is stable: the incoming scores keep the incoming order.
     Ok(prior.to_vec())

@@ -21,11 +21,11 @@ use spindle_text::fusion::{DEFAULT_K, rrf};
 use spindle_text::hit::{Failure, Hit, collapse_by_doc};
 
 async fn keyword(r: &Request, k: u32) -> Result<Vec<Hit>, RemoteError> {
-    Keyword::load().await?.search(&r.text, &r.filters, k).await
+    Keyword::load(&r.request_id).await?.search(&r.text, &r.filters, k).await
 }
 
 async fn vector(r: &Request, k: u32) -> Result<Vec<Hit>, RemoteError> {
-    Vector::load().await?.search(&r.text, &r.filters, k).await
+    Vector::load(&r.request_id).await?.search(&r.text, &r.filters, k).await
 }
 
 async fn search(r: Request) -> Result<Found, Failure> {

@@ -9,7 +9,7 @@ use spindle_step::export::{Found, Request};
 use spindle_text::hit::{Failure, collapse_by_doc};
 
 async fn search(r: Request) -> Result<Found, Failure> {
-    let keyword = Keyword::load().await?;
+    let keyword = Keyword::load(&r.request_id).await?;
     // Twice as many chunks, so `top_k` documents remain after collapsing.
     let hits = keyword.search(&r.text, &r.filters, r.top_k * 2).await?;
     Ok(Found { hits: collapse_by_doc(hits, r.top_k as usize), degraded: Vec::new() })

@@ -8,7 +8,7 @@ use spindle_step::export::{Found, Request};
 use spindle_text::hit::{Failure, collapse_by_doc};
 
 async fn search(r: Request) -> Result<Found, Failure> {
-    let vector = Vector::load().await?;
+    let vector = Vector::load(&r.request_id).await?;
     let hits = vector.search(&r.text, &r.filters, r.top_k * 2).await?;
     Ok(Found { hits: collapse_by_doc(hits, r.top_k as usize), degraded: Vec::new() })
 }

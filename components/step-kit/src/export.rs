@@ -14,17 +14,19 @@ pub struct Request {
     pub text: String,
     pub top_k: u32,
     pub filters: Vec<(String, String)>,
+    /// The inbound request's id, for outbound calls made for it.
+    pub request_id: String,
 }
 
 impl Request {
-    pub fn new(text: String, top_k: u32, filters: Vec<(String, String)>) -> Result<Self, Failure> {
+    pub fn new(text: String, top_k: u32, filters: Vec<(String, String)>, request_id: String) -> Result<Self, Failure> {
         if text.trim().is_empty() {
             return Err(Failure::InvalidInput("empty query".into()));
         }
         if top_k == 0 || top_k > MAX_TOP_K {
             return Err(Failure::InvalidInput(format!("top-k must be 1..={MAX_TOP_K}, got {top_k}")));
         }
-        Ok(Request { text, top_k, filters })
+        Ok(Request { text, top_k, filters, request_id })
     }
 }
 
@@ -83,7 +85,7 @@ macro_rules! export_retriever {
                 $crate::step::exit_after_returning();
                 use bindings::spindle::types::types::Passage;
                 let to_step = |f: $crate::hit::Failure| $crate::__step_error!(f);
-                let request = $crate::export::Request::new(q.text, q.top_k, q.filters).map_err(to_step)?;
+                let request = $crate::export::Request::new(q.text, q.top_k, q.filters, q.request_id).map_err(to_step)?;
                 let found = $search(request).await.map_err(to_step)?;
                 let passages = found
                     .hits
@@ -106,8 +108,9 @@ macro_rules! export_retriever {
 }
 
 /// Exports `spindle:reranker` from
-/// `async fn(query: &str, texts: &[&str], prior: &[f32]) -> Result<Vec<f32>, Failure>`,
-/// which scores every candidate (`prior` is each candidate's incoming score).
+/// `async fn(query: &str, texts: &[&str], prior: &[f32], request_id: &str) -> Result<Vec<f32>, Failure>`,
+/// which scores every candidate (`prior` is each candidate's incoming score;
+/// `request_id` goes on outbound calls, see `spindle-clients`' `for_request`).
 #[macro_export]
 macro_rules! export_reranker {
     ($ty:ident, $score:path) => {
@@ -127,6 +130,7 @@ macro_rules! export_reranker {
                 query: String,
                 passages: Vec<bindings::spindle::types::types::Passage>,
                 top_n: u32,
+                request_id: String,
             ) -> Result<Vec<bindings::spindle::types::types::Passage>, bindings::spindle::types::types::StepError> {
                 $crate::step::exit_after_returning();
                 if passages.is_empty() || top_n == 0 {
@@ -135,7 +139,7 @@ macro_rules! export_reranker {
                 let scores = {
                     let texts: Vec<&str> = passages.iter().map(|p| p.text.as_str()).collect();
                     let prior: Vec<f32> = passages.iter().map(|p| p.score).collect();
-                    $score(&query, &texts, &prior).await.map_err(|f| $crate::__step_error!(f))?
+                    $score(&query, &texts, &prior, &request_id).await.map_err(|f| $crate::__step_error!(f))?
                 };
                 let mut slots: Vec<Option<_>> = passages.into_iter().map(Some).collect();
                 Ok($crate::export::order(&scores, top_n)

@@ -251,4 +251,177 @@ mod tests {
         d.feed(b"\n\n").unwrap();
         assert!(d.between_events());
     }
+
+    /// Property tests: bounded so that the set runs in seconds.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config(cases: u32) -> ProptestConfig {
+            ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+        }
+
+        /// Bytes that look like an event stream often enough to reach every
+        /// branch of the decoder: field names, separators, every newline
+        /// style, invalid UTF-8 and plain noise.
+        fn stream_bytes() -> impl Strategy<Value = Vec<u8>> {
+            let token = prop_oneof![
+                Just(b"data: ".to_vec()),
+                Just(b"data:".to_vec()),
+                Just(b"data".to_vec()),
+                Just(b"event: ".to_vec()),
+                Just(b"event:done".to_vec()),
+                Just(b": comment".to_vec()),
+                Just(b"id: 1".to_vec()),
+                Just(b":".to_vec()),
+                Just(b" ".to_vec()),
+                Just(b"\n".to_vec()),
+                Just(b"\n\n".to_vec()),
+                Just(b"\r\n".to_vec()),
+                Just(b"\r".to_vec()),
+                Just("é€😀".as_bytes().to_vec()),
+                Just(vec![0xff, 0xc3]),
+                prop::collection::vec(any::<u8>(), 1..8),
+                "[a-z{}\"\\[\\]]{1,12}".prop_map(String::into_bytes),
+            ];
+            prop::collection::vec(token, 0..48).prop_map(|t| t.concat())
+        }
+
+        /// Any text, with newlines of every style and field-like prefixes
+        /// more often than chance would give them.
+        fn text() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("\r".to_string()),
+                Just("\n".to_string()),
+                Just("\r\n".to_string()),
+                Just("data: ".to_string()),
+                Just("event: done".to_string()),
+                Just(": ".to_string()),
+                "[ :a-z]{0,8}",
+                any::<String>(),
+            ];
+            prop::collection::vec(piece, 0..8).prop_map(|p| p.concat())
+        }
+
+        /// Cut points into a buffer of `len` bytes, ascending, ends included.
+        fn cuts(len: usize, raw: &[prop::sample::Index]) -> Vec<usize> {
+            let mut at: Vec<usize> = raw.iter().map(|i| i.index(len + 1)).collect();
+            at.push(0);
+            at.push(len);
+            at.sort_unstable();
+            at
+        }
+
+        /// What a decoder made of `pieces`, fed in order: every event it
+        /// handed out (including those completed by the feed that failed),
+        /// whether it failed, and its state at the end.
+        #[derive(Debug, PartialEq)]
+        struct Outcome {
+            events: Vec<Event>,
+            failed: bool,
+            between_events: bool,
+            pending: usize,
+        }
+
+        fn decode<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Outcome {
+            let mut d = Decoder::default();
+            let mut events = Vec::new();
+            let mut failed = false;
+            for piece in pieces {
+                let result = d.feed_with(piece, |e| events.push(e));
+                if failed {
+                    assert_eq!(result, Err(LineTooLong), "a broken decoder accepted more input");
+                }
+                failed |= result.is_err();
+            }
+            Outcome { events, failed, between_events: d.between_events(), pending: d.pending() }
+        }
+
+        fn split<'a>(bytes: &'a [u8], at: &[usize]) -> Vec<&'a [u8]> {
+            at.windows(2).map(|w| &bytes[w[0]..w[1]]).collect()
+        }
+
+        /// `\r\n` and `\r` read back as `\n`: SSE has no way to tell them apart.
+        fn normalised(text: &str) -> String {
+            text.replace("\r\n", "\n").replace('\r', "\n")
+        }
+
+        proptest! {
+            #![proptest_config(config(512))]
+
+            #[test]
+            fn any_split_decodes_like_the_whole(
+                bytes in stream_bytes(),
+                raw in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+            ) {
+                let whole = decode([bytes.as_slice()]);
+                let pieces = split(&bytes, &cuts(bytes.len(), &raw));
+                prop_assert_eq!(decode(pieces.iter().copied()), whole);
+                // Byte by byte: the most splits there can be.
+                prop_assert_eq!(decode(bytes.chunks(1)), decode([bytes.as_slice()]));
+            }
+
+            #[test]
+            fn any_encoded_text_decodes_back(
+                name in prop::option::of("[^\r\n]{0,16}"),
+                data in text(),
+                raw in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+            ) {
+                let wire = event(name.as_deref(), &data);
+                let expected = vec![Event { name: name.clone(), data: normalised(&data) }];
+                let whole = decode([wire.as_bytes()]);
+                prop_assert_eq!(&whole.events, &expected);
+                prop_assert!(!whole.failed && whole.between_events);
+                let pieces = split(wire.as_bytes(), &cuts(wire.len(), &raw));
+                prop_assert_eq!(decode(pieces.iter().copied()).events, expected);
+            }
+
+            #[test]
+            fn text_without_carriage_returns_round_trips_exactly(
+                data in "[^\r]{0,64}",
+                text in prop::collection::vec("[^\r]{0,24}", 0..6),
+            ) {
+                let mut wire = event(None, &data);
+                for t in &text {
+                    write_event(&mut wire, Some("t"), t);
+                }
+                let got = decode([wire.as_bytes()]).events;
+                prop_assert_eq!(got.len(), text.len() + 1);
+                prop_assert_eq!(&got[0].data, &data);
+                for (e, t) in got[1..].iter().zip(&text) {
+                    prop_assert_eq!(&e.data, t);
+                    prop_assert_eq!(e.name.as_deref(), Some("t"));
+                }
+            }
+        }
+
+        proptest! {
+            // Each case feeds about a megabyte: fewer of them.
+            #![proptest_config(config(24))]
+
+            #[test]
+            fn a_line_is_refused_exactly_when_it_passes_the_limit(
+                len in (MAX_LINE_BYTES - 2)..(MAX_LINE_BYTES + 3),
+                newline in any::<bool>(),
+                raw in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+            ) {
+                let mut bytes = b"data: ok\n\n".to_vec();
+                let start = bytes.len();
+                bytes.extend(std::iter::repeat_n(b'x', len));
+                if newline {
+                    bytes.extend_from_slice(b"\n\n");
+                }
+                let at = cuts(bytes.len(), &raw);
+                let out = decode(split(&bytes, &at));
+                prop_assert_eq!(out.failed, len > MAX_LINE_BYTES, "a line of {} bytes", len);
+                prop_assert_eq!(&out.events[..1], &[Event { name: None, data: "ok".into() }][..]);
+                if out.failed {
+                    prop_assert_eq!(out.pending, 0, "the refused line is not kept");
+                } else {
+                    prop_assert_eq!(out.pending, if newline { 0 } else { bytes.len() - start });
+                }
+                prop_assert_eq!(out, decode([bytes.as_slice()]));
+            }
+        }
+    }
 }

@@ -235,4 +235,86 @@ mod tests {
         assert_eq!(v["error"]["type"], "server_error");
         assert_eq!(events[1].data, "[DONE]");
     }
+
+    /// Property tests: bounded so that the set runs in seconds.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Text a model could send, leaning on what looks like an end marker.
+        fn text() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("event: done\n".to_string()),
+                Just("event: error\r\n".to_string()),
+                Just("event:done\r".to_string()),
+                Just("data: [DONE]\n\n".to_string()),
+                Just("[DONE]".to_string()),
+                Just("\"error\": {\"message\": \"x\"}".to_string()),
+                Just("{\"spindle\": {}}".to_string()),
+                Just("\n\n".to_string()),
+                Just("\r".to_string()),
+                any::<String>(),
+            ];
+            prop::collection::vec(piece, 0..6).prop_map(|p| p.concat())
+        }
+
+        fn encoder(encoding: Encoding) -> Box<dyn Encoder> {
+            match encoding {
+                Encoding::Spindle => Box::new(SpindleEncoder),
+                Encoding::OpenAi => Box::new(OpenAiEncoder::new("c".into(), 0, true)),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn text_events_never_finish_a_stream(
+                openai in any::<bool>(),
+                texts in prop::collection::vec(text(), 0..8),
+                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+            ) {
+                let encoding = if openai { Encoding::OpenAi } else { Encoding::Spindle };
+                let mut encoder = encoder(encoding);
+                let meta = Event::Meta(Meta { request_id: "r".into(), model: "m".into(), generator: "g".into() });
+                let frames: Vec<String> = std::iter::once(meta)
+                    .chain(texts.into_iter().map(Event::Text))
+                    .map(|e| {
+                        let mut out = String::new();
+                        encoder.encode(&e, &mut out);
+                        out
+                    })
+                    .collect();
+
+                // Frame by frame, as the gateway writes them.
+                let mut t = Tracker::new(encoding);
+                for f in &frames {
+                    t.feed(f.as_bytes());
+                    prop_assert!(!t.finished(), "{:?}: finished by {:?}", encoding, f);
+                    prop_assert!(t.at_boundary(), "{:?}: not at a boundary after {:?}", encoding, f);
+                }
+                prop_assert_eq!(t.end(), None);
+
+                // The same bytes cut anywhere, as a proxy may pass them on.
+                let wire = frames.concat();
+                let mut at: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+                at.extend([0, wire.len()]);
+                at.sort_unstable();
+                let mut t = Tracker::new(encoding);
+                for w in at.windows(2) {
+                    t.feed(&wire.as_bytes()[w[0]..w[1]]);
+                    prop_assert!(!t.finished(), "{:?}: finished at byte {}", encoding, w[1]);
+                }
+                prop_assert!(t.at_boundary());
+                prop_assert_eq!(t.end(), None);
+
+                // And a real end still ends it.
+                let mut last = String::new();
+                encoder.encode(&Event::Done(done()), &mut last);
+                t.feed(last.as_bytes());
+                prop_assert!(t.finished(), "{:?}", encoding);
+                prop_assert_eq!(t.end(), Some(&End::Done(Box::new(done()))));
+            }
+        }
+    }
 }
