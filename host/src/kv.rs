@@ -1,5 +1,5 @@
 //! Spin key-value (`spin:key-value/key-value@3.0.0`): the `default` store
-//! in memory (bounded), or in Redis when the runtime config file says so,
+//! in memory (bounded in entries and bytes), or in Redis when the runtime config file says so,
 //! in Spin's format:
 //!
 //! ```toml
@@ -25,6 +25,8 @@ use wasmtime::component::{Accessor, FutureReader, HasData, Resource, ResourceTab
 
 /// Entries the in-memory store keeps before evicting.
 const MEMORY_CAPACITY: usize = 10_000;
+/// Bytes of keys and values the in-memory store keeps before evicting.
+const MEMORY_BYTES: usize = 64 << 20;
 /// How long a Redis connection attempt or command may take.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -46,8 +48,69 @@ struct StoreConfig {
 /// Where a store keeps its data.
 #[derive(Clone)]
 pub enum Backend {
-    Memory(Arc<Mutex<HashMap<String, Vec<u8>>>>),
+    Memory(Arc<Mutex<MemoryStore>>),
     Redis(Arc<RedisBackend>),
+}
+
+/// The in-memory store, a cache more than a database: past
+/// [`MEMORY_CAPACITY`] entries or [`MEMORY_BYTES`] of keys and values, a
+/// `set` makes room by evicting arbitrary entries.
+pub struct MemoryStore {
+    map: HashMap<String, Vec<u8>>,
+    /// Bytes of the keys and values in `map`.
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new(MEMORY_CAPACITY, MEMORY_BYTES)
+    }
+}
+
+impl MemoryStore {
+    fn new(max_entries: usize, max_bytes: usize) -> Self {
+        MemoryStore { map: HashMap::new(), bytes: 0, max_entries: max_entries.max(1), max_bytes }
+    }
+
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.map.get(key).cloned()
+    }
+
+    /// Stores `value` under `key`, evicting others to stay within bounds.
+    /// A pair larger than the whole store is refused, leaving it unchanged.
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), Error> {
+        let size = key.len() + value.len();
+        if size > self.max_bytes {
+            return Err(Error::Other(format!(
+                "{size} bytes do not fit in the in-memory store (at most {} bytes)",
+                self.max_bytes
+            )));
+        }
+        self.delete(&key);
+        while self.map.len() >= self.max_entries || self.bytes + size > self.max_bytes {
+            let Some(victim) = self.map.keys().next().cloned() else { break };
+            self.delete(&victim);
+        }
+        self.bytes += size;
+        self.map.insert(key, value);
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &str) {
+        if let Some((k, v)) = self.map.remove_entry(key) {
+            self.bytes -= k.len() + v.len();
+        }
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.map.keys().cloned().collect()
+    }
 }
 
 pub struct RedisBackend {
@@ -169,7 +232,7 @@ impl<U> wit::HostStoreWithStore<U> for KeyValue {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
         Ok(match backend(store, &handle)? {
-            Backend::Memory(map) => Ok(map.lock().unwrap().get(&key).cloned()),
+            Backend::Memory(map) => Ok(map.lock().unwrap().get(&key)),
             Backend::Redis(r) => match r.conn().await {
                 Ok(mut c) => c.get::<_, Option<Vec<u8>>>(&key).await.map_err(redis_err),
                 Err(e) => Err(e),
@@ -184,17 +247,7 @@ impl<U> wit::HostStoreWithStore<U> for KeyValue {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), Error>> {
         Ok(match backend(store, &handle)? {
-            Backend::Memory(map) => {
-                let mut map = map.lock().unwrap();
-                if map.len() >= MEMORY_CAPACITY && !map.contains_key(&key) {
-                    // A cache more than a database: make room.
-                    if let Some(victim) = map.keys().next().cloned() {
-                        map.remove(&victim);
-                    }
-                }
-                map.insert(key, value);
-                Ok(())
-            }
+            Backend::Memory(map) => map.lock().unwrap().set(key, value),
             Backend::Redis(r) => match r.conn().await {
                 Ok(mut c) => c.set::<_, _, ()>(&key, value).await.map_err(redis_err),
                 Err(e) => Err(e),
@@ -209,7 +262,7 @@ impl<U> wit::HostStoreWithStore<U> for KeyValue {
     ) -> wasmtime::Result<Result<(), Error>> {
         Ok(match backend(store, &handle)? {
             Backend::Memory(map) => {
-                map.lock().unwrap().remove(&key);
+                map.lock().unwrap().delete(&key);
                 Ok(())
             }
             Backend::Redis(r) => match r.conn().await {
@@ -225,7 +278,7 @@ impl<U> wit::HostStoreWithStore<U> for KeyValue {
         key: String,
     ) -> wasmtime::Result<Result<bool, Error>> {
         Ok(match backend(store, &handle)? {
-            Backend::Memory(map) => Ok(map.lock().unwrap().contains_key(&key)),
+            Backend::Memory(map) => Ok(map.lock().unwrap().contains(&key)),
             Backend::Redis(r) => match r.conn().await {
                 Ok(mut c) => c.exists::<_, bool>(&key).await.map_err(redis_err),
                 Err(e) => Err(e),
@@ -238,7 +291,7 @@ impl<U> wit::HostStoreWithStore<U> for KeyValue {
         handle: Resource<StoreHandle>,
     ) -> wasmtime::Result<(StreamReader<String>, FutureReader<Result<(), Error>>)> {
         let keys: Result<Vec<String>, Error> = match backend(store, &handle)? {
-            Backend::Memory(map) => Ok(map.lock().unwrap().keys().cloned().collect()),
+            Backend::Memory(map) => Ok(map.lock().unwrap().keys()),
             Backend::Redis(r) => match r.conn().await {
                 Ok(mut c) => c.keys::<_, Vec<String>>("*").await.map_err(redis_err),
                 Err(e) => Err(e),
@@ -266,4 +319,65 @@ pub fn add_to_linker<T: Send + 'static>(
 ) -> anyhow::Result<()> {
     wit::add_to_linker::<T, KeyValue>(linker, get)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_store_is_bounded_in_bytes() {
+        let mut m = MemoryStore::new(1000, 100);
+        for n in 0..50 {
+            m.set(format!("k{n:02}"), vec![b'v'; 20]).unwrap();
+            assert!(m.bytes <= 100, "{} bytes after {} sets", m.bytes, n + 1);
+        }
+        // 23 bytes an entry: four fit in 100.
+        assert_eq!(m.map.len(), 4);
+        assert_eq!(m.bytes, m.map.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>());
+        assert_eq!(m.get("k49").as_deref(), Some(&[b'v'; 20][..]), "the newest value is kept");
+
+        // Replacing a value counts the difference, not both.
+        m.set("k49".into(), vec![b'w'; 2]).unwrap();
+        assert_eq!(m.bytes, m.map.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>());
+        m.delete("k49");
+        assert_eq!(m.bytes, m.map.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>());
+
+        // A value larger than the store is refused and evicts nothing.
+        let before = m.keys().len();
+        assert!(matches!(m.set("big".into(), vec![0; 100]), Err(Error::Other(_))));
+        assert_eq!(m.keys().len(), before);
+        assert!(!m.contains("big"));
+
+        // One that fills the store alone evicts everything else.
+        m.set("all".into(), vec![0; 97]).unwrap();
+        assert_eq!(m.keys(), ["all"]);
+        assert_eq!(m.bytes, 100);
+    }
+
+    #[test]
+    fn the_memory_store_is_bounded_in_entries() {
+        let mut m = MemoryStore::new(3, usize::MAX);
+        for n in 0..10 {
+            m.set(n.to_string(), vec![]).unwrap();
+        }
+        assert_eq!(m.map.len(), 3);
+        assert!(m.contains("9"));
+        // Replacing a key at capacity evicts nothing.
+        let keys = {
+            let mut k = m.keys();
+            k.sort();
+            k
+        };
+        m.set("9".into(), vec![1]).unwrap();
+        let mut after = m.keys();
+        after.sort();
+        assert_eq!(after, keys);
+    }
+
+    #[test]
+    fn the_default_store_caps_bytes() {
+        let m = MemoryStore::default();
+        assert_eq!((m.max_entries, m.max_bytes), (MEMORY_CAPACITY, MEMORY_BYTES));
+    }
 }

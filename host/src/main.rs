@@ -8,6 +8,7 @@ mod compose;
 mod drain;
 mod index;
 mod kv;
+mod logfile;
 mod manifest;
 mod metrics;
 mod observe;
@@ -76,6 +77,11 @@ struct UpArgs {
     /// runaway loop is stopped after it.
     #[arg(long, default_value_t = 30_000)]
     cpu_limit_ms: u64,
+    /// Bytes an instance may write to stdout and stderr together per
+    /// second, in KiB; the rest of that second's output is dropped (with one
+    /// warning per instance).
+    #[arg(long, default_value_t = 64)]
+    component_output_kib_per_sec: u64,
     /// Requests an instance serves before it is replaced. Every open stream
     /// keeps its instance alive, so at least open streams / this many
     /// instances exist at once, each with its own memories: a higher count
@@ -101,6 +107,13 @@ struct UpArgs {
     /// Where access.jsonl and queries.jsonl are written; `none` disables them.
     #[arg(long, default_value = ".spindle/logs")]
     log_dir: String,
+    /// Size at which access.jsonl or queries.jsonl is rotated (renamed to
+    /// `.1`, older ones shifting up), in MiB; 0 never rotates.
+    #[arg(long, default_value_t = 100)]
+    log_max_mb: u64,
+    /// Rotated files kept per log (`.1` to `.N`); older ones are deleted.
+    #[arg(long, default_value_t = 5)]
+    log_keep: usize,
     /// How long a client may take to send a request head, and how long an
     /// idle keep-alive connection stays open, in seconds.
     #[arg(long, default_value_t = 10)]
@@ -120,6 +133,7 @@ impl UpArgs {
             instance_concurrency: self.max_instance_concurrent_reuse_count.max(1),
             max_instances: 1000,
             cpu_limit: Duration::from_millis(self.cpu_limit_ms),
+            output_bytes_per_sec: self.component_output_kib_per_sec.saturating_mul(1 << 10),
         }
     }
 }
@@ -158,7 +172,8 @@ fn prepare(args: &UpArgs) -> anyhow::Result<(manifest::App, server::Server)> {
     }
     let cache = (args.cache_dir != "none").then(|| app.dir.join(&args.cache_dir));
     let logs = (args.log_dir != "none").then(|| app.dir.join(&args.log_dir));
-    let observer = observe::Observer::start(Arc::new(metrics::Metrics::new()), logs)?;
+    let rotation = logfile::Rotation { max_bytes: args.log_max_mb.saturating_mul(1 << 20), keep: args.log_keep };
+    let observer = observe::Observer::start(Arc::new(metrics::Metrics::new()), logs, rotation)?;
     let settings = server::Settings {
         cors_origins: args.cors_origins.clone(),
         api_keys: args.api_keys.iter().filter(|k| !k.is_empty()).cloned().collect(),

@@ -146,7 +146,12 @@ impl App {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> anyhow::Result<App> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read manifest {}", path.display()))?;
-        let manifest: Manifest = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks `text`, the contents of `path`.
+    fn parse(text: &str, path: &Path) -> anyhow::Result<App> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
         let app = App { manifest, dir, path: path.to_path_buf() };
@@ -250,5 +255,221 @@ source = "gw.wasm"
     fn dangling_references_are_errors() {
         let err = parse(&OK.replace("component = \"gw\"", "component = \"nope\"")).unwrap_err().to_string();
         assert!(err.contains("\"nope\" is not defined"), "{err}");
+    }
+
+    /// Property tests: arbitrary input is an error or a checked app, never
+    /// a panic. Bounded so that they run in seconds.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() }
+        }
+
+        /// A TOML value of the kinds the manifest uses, and some it does not.
+        fn value() -> impl Strategy<Value = String> {
+            let leaf = prop_oneof![
+                Just("2".to_string()),
+                Just("true".to_string()),
+                Just("-1".to_string()),
+                Just("1.5".to_string()),
+                Just("\"gw\"".to_string()),
+                Just("\"/...\"".to_string()),
+                Just("\"default\"".to_string()),
+                Just("\"x.wasm\"".to_string()),
+                Just("{ url = \"https://x\", digest = \"sha256:0\" }".to_string()),
+                Just("{ component = \"gw\" }".to_string()),
+                Just("{ path = \"d.wasm\", component = \"gw\" }".to_string()),
+                "[a-z/.{}*]{0,10}".prop_map(|s| format!("{s:?}")),
+                any::<String>().prop_map(|s| format!("{s:?}")),
+                any::<i64>().prop_map(|n| n.to_string()),
+            ];
+            leaf.prop_recursive(2, 8, 4, |inner| {
+                prop::collection::vec(inner, 0..4).prop_map(|v| format!("[{}]", v.join(", ")))
+            })
+        }
+
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("spin_manifest_version"),
+                Just("name"),
+                Just("route"),
+                Just("component"),
+                Just("source"),
+                Just("allowed_outbound_hosts"),
+                Just("key_value_stores"),
+                Just("variables"),
+                Just("environment"),
+                Just("dependencies"),
+                Just("dependencies_inherit_configuration"),
+                Just("inherit_configuration"),
+                Just("default"),
+                Just("required"),
+                Just("command"),
+                Just("path"),
+                Just("export"),
+                Just("\"a:b/c@1.0\""),
+            ]
+            .prop_map(str::to_string)
+        }
+
+        fn header() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("[application]".to_string()),
+                Just("[[trigger.http]]".to_string()),
+                Just("[component.gw]".to_string()),
+                Just("[component.other]".to_string()),
+                Just("[component.gw.build]".to_string()),
+                Just("[component.gw.dependencies]".to_string()),
+                Just("[component.gw.variables]".to_string()),
+                Just("[variables]".to_string()),
+                Just("[variables.v]".to_string()),
+                Just("[trigger]".to_string()),
+            ]
+        }
+
+        /// Lines of TOML-ish text: headers, `key = value`, and noise.
+        fn manifest_text() -> impl Strategy<Value = String> {
+            let line = prop_oneof![
+                3 => (key(), value()).prop_map(|(k, v)| format!("{k} = {v}")),
+                1 => header(),
+                1 => "[ -~]{0,24}",
+                1 => any::<String>(),
+            ];
+            prop::collection::vec(line, 0..24).prop_map(|lines| lines.join("\n"))
+        }
+
+        /// A TOML string holding `s`, whatever it contains.
+        fn quoted(s: &str) -> String {
+            toml::Value::String(s.to_string()).to_string()
+        }
+
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![Just("gw".to_string()), Just("b".to_string()), "[a-z-]{0,4}", any::<String>()]
+        }
+
+        /// Manifests of the right shape with contents anywhere from valid to
+        /// wrong in every way `check` looks for.
+        fn structured() -> impl Strategy<Value = String> {
+            let version = prop_oneof![4 => Just(2u32), 1 => any::<u32>()];
+            let trigger = (prop_oneof![Just("/...".to_string()), Just("/a".to_string()), any::<String>()], name());
+            let dependency = (
+                name(),
+                prop::option::of(name()),
+                prop::option::of("[a-z./]{0,6}"),
+                prop::option::of(prop_oneof![
+                    any::<bool>().prop_map(|b| b.to_string()),
+                    prop::collection::vec(name(), 0..3)
+                        .prop_map(|v| format!("[{}]", v.iter().map(|n| quoted(n)).collect::<Vec<_>>().join(", "))),
+                ]),
+            );
+            let component = (
+                name(),
+                prop_oneof![
+                    3 => "[a-z./]{0,8}".prop_map(|p| quoted(&p)),
+                    1 => Just("{ url = \"https://x/y.wasm\", digest = \"sha256:0\" }".to_string()),
+                    1 => Just("{ url = 1 }".to_string()),
+                ],
+                prop::collection::vec(prop_oneof![Just("default".to_string()), name()], 0..2),
+                prop::collection::vec(dependency, 0..3),
+                prop::option::of(any::<bool>()),
+            );
+            (version, prop::collection::vec(trigger, 0..3), prop::collection::vec(component, 0..3)).prop_map(
+                |(version, triggers, components)| {
+                    let mut t = format!("spin_manifest_version = {version}\n[application]\nname = \"t\"\n");
+                    for (route, component) in triggers {
+                        t += &format!(
+                            "[[trigger.http]]\nroute = {}\ncomponent = {}\n",
+                            quoted(&route),
+                            quoted(&component)
+                        );
+                    }
+                    for (id, source, stores, deps, inherit_all) in components {
+                        t += &format!("[component.{}]\nsource = {source}\n", quoted(&id));
+                        let stores: Vec<String> = stores.iter().map(|s| quoted(s)).collect();
+                        t += &format!("key_value_stores = [{}]\n", stores.join(", "));
+                        if let Some(all) = inherit_all {
+                            t += &format!("dependencies_inherit_configuration = {all}\n");
+                        }
+                        for (dep, component, path, inherit) in deps {
+                            t += &format!("[component.{}.dependencies.{}]\n", quoted(&id), quoted(&dep));
+                            if let Some(c) = component {
+                                t += &format!("component = {}\n", quoted(&c));
+                            }
+                            if let Some(p) = path {
+                                t += &format!("path = {}\n", quoted(&p));
+                            }
+                            if let Some(i) = inherit {
+                                t += &format!("inherit_configuration = {i}\n");
+                            }
+                        }
+                    }
+                    t
+                },
+            )
+        }
+
+        /// Whatever parsed is what `check` promises.
+        fn holds_its_promises(app: &App) {
+            let m = &app.manifest;
+            assert_eq!(m.spin_manifest_version, 2);
+            assert!(!m.trigger.http.is_empty());
+            for t in &m.trigger.http {
+                assert!(t.route.starts_with('/'));
+                assert!(m.component.contains_key(&t.component));
+            }
+            for (id, c) in &m.component {
+                let _ = app.source_path(id);
+                assert!(c.key_value_stores.iter().all(|s| s == "default"));
+                for dep in c.dependencies.values() {
+                    match (&dep.component, &dep.path) {
+                        (Some(other), None) => assert!(m.component.contains_key(other)),
+                        (None, Some(_)) => {}
+                        _ => panic!("a dependency of {id:?} names both or neither of component and path"),
+                    }
+                    assert!(!(dep.inherit_configuration.is_some() && c.dependencies_inherit_configuration));
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn toml_ish_text_is_an_error_or_a_checked_app(text in manifest_text()) {
+                if let Ok(app) = App::parse(&text, Path::new("spin.toml")) {
+                    holds_its_promises(&app);
+                }
+            }
+
+            #[test]
+            fn a_valid_manifest_with_any_one_line_added_never_panics(
+                extra in prop_oneof![(key(), value()).prop_map(|(k, v)| format!("{k} = {v}")), header(), any::<String>()],
+                at in any::<prop::sample::Index>(),
+            ) {
+                let mut lines: Vec<&str> = OK.lines().collect();
+                lines.insert(at.index(lines.len() + 1), &extra);
+                if let Ok(app) = App::parse(&lines.join("\n"), Path::new("spin.toml")) {
+                    holds_its_promises(&app);
+                }
+            }
+
+            #[test]
+            fn a_manifest_of_the_right_shape_is_an_error_or_a_checked_app(text in structured()) {
+                match App::parse(&text, Path::new("spin.toml")) {
+                    Ok(app) => holds_its_promises(&app),
+                    Err(e) => prop_assert!(e.to_string().starts_with("spin.toml: "), "{}", e),
+                }
+            }
+
+            #[test]
+            fn any_bytes_are_an_error_or_a_checked_app(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                let text = String::from_utf8_lossy(&bytes);
+                if let Ok(app) = App::parse(&text, Path::new("spin.toml")) {
+                    holds_its_promises(&app);
+                }
+            }
+        }
     }
 }

@@ -4,16 +4,16 @@
 //! when a response ends a record goes over a bounded channel to a
 //! background task that updates metrics and appends JSON lines to
 //! `access.jsonl` (every request) and `queries.jsonl` (every answer: query,
-//! per-step timings, tokens, outcome).
+//! per-step timings, tokens, outcome), each rotated by size ([`crate::logfile`]).
 
 use crate::cancel::Guard;
 use crate::drain::Drainable;
+use crate::logfile::{LogFile, Rotation};
 use crate::metrics::{CodeLabels, Metrics, OutcomeLabels, RequestLabels, StepLabels};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use serde_json::{Value, json};
 use spindle_wire::{Done, End, ErrorBody};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -62,10 +62,10 @@ pub struct Observer {
 
 impl Observer {
     /// Starts the writer task; `log_dir` `None` keeps metrics only.
-    pub fn start(metrics: Arc<Metrics>, log_dir: Option<PathBuf>) -> anyhow::Result<Observer> {
+    pub fn start(metrics: Arc<Metrics>, log_dir: Option<PathBuf>, rotation: Rotation) -> anyhow::Result<Observer> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let files = match &log_dir {
-            Some(dir) => Some(LogFiles::open(dir)?),
+            Some(dir) => Some(LogFiles::open(dir, rotation)?),
             None => None,
         };
         tokio::spawn(write_records(rx, metrics.clone(), files));
@@ -80,17 +80,14 @@ impl Observer {
 }
 
 struct LogFiles {
-    access: std::io::BufWriter<std::fs::File>,
-    queries: std::io::BufWriter<std::fs::File>,
+    access: LogFile,
+    queries: LogFile,
 }
 
 impl LogFiles {
-    fn open(dir: &Path) -> anyhow::Result<Self> {
+    fn open(dir: &Path, rotation: Rotation) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let open = |name: &str| -> anyhow::Result<_> {
-            let f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name))?;
-            Ok(std::io::BufWriter::new(f))
-        };
+        let open = |name: &str| LogFile::open(dir.join(name), rotation);
         Ok(LogFiles { access: open("access.jsonl")?, queries: open("queries.jsonl")? })
     }
 }
@@ -101,9 +98,9 @@ async fn write_records(mut rx: mpsc::Receiver<Record>, metrics: Arc<Metrics>, mu
         while let Some(r) = next.take() {
             account(&metrics, &r);
             if let Some(f) = files.as_mut() {
-                let _ = writeln!(f.access, "{}", access_line(&r));
+                let _ = f.access.write_line(&access_line(&r).to_string());
                 if let Some(line) = query_line(&r) {
-                    let _ = writeln!(f.queries, "{line}");
+                    let _ = f.queries.write_line(&line.to_string());
                 }
             }
             next = rx.try_recv().ok();
@@ -256,5 +253,61 @@ impl<B> Drop for TappedBody<B> {
             end: self.inner.tracker().and_then(|t| t.end().cloned()),
         };
         tap.observer.submit(record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: usize) -> Record {
+        let started = Started {
+            id: format!("req-{n}"),
+            time: SystemTime::now(),
+            at: Instant::now(),
+            method: "GET".into(),
+            path: "/api/chat/stream".into(),
+            component: "gateway".into(),
+            query: None,
+        };
+        Record { started, status: 200, duration_s: 0.01, first_byte_s: None, bytes: 10, complete: true, end: None }
+    }
+
+    #[tokio::test]
+    async fn the_access_log_rotates_by_size() {
+        let dir = std::env::temp_dir().join(format!("spindle-observe-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // An access line is about 200 bytes: every few lines start a new file.
+        let rotation = Rotation { max_bytes: 1000, keep: 2 };
+        let observer = Observer::start(Arc::new(Metrics::new()), Some(dir.clone()), rotation).unwrap();
+        for n in 0..40 {
+            observer.submit(record(n));
+        }
+        let last = dir.join("access.jsonl.2");
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let ids = |name: &str| -> Vec<String> {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        while !ids("access.jsonl").contains(&"req-39".to_string()) {
+            assert!(Instant::now() < deadline, "the writer did not write every record");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(last.exists(), "two old files are kept");
+        assert!(!dir.join("access.jsonl.3").exists(), "no more than two");
+        for name in ["access.jsonl", "access.jsonl.1", "access.jsonl.2"] {
+            let size = std::fs::metadata(dir.join(name)).unwrap().len();
+            assert!(size > 0 && size <= 1000, "{name}: {size} bytes");
+        }
+        // The newest records, in order, across the kept files.
+        let kept: Vec<String> =
+            ["access.jsonl.2", "access.jsonl.1", "access.jsonl"].iter().flat_map(|n| ids(n)).collect();
+        let first: usize = kept[0].trim_start_matches("req-").parse().unwrap();
+        let expected: Vec<String> = (first..40).map(|n| format!("req-{n}")).collect();
+        assert_eq!(kept, expected);
+        assert!(first > 0, "the oldest records were dropped with their file");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

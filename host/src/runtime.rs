@@ -1,15 +1,19 @@
 //! The wasmtime side: the engine (pooling allocator, compiled-code cache,
 //! epoch interruption), the linker with WASI 0.2 + 0.3, `wasi:http@0.3` and
 //! Spin's APIs, and one instance pool per HTTP component driven by
-//! wasmtime-wasi-http's `ProxyHandler` (WASI 0.3 instance reuse).
+//! wasmtime-wasi-http's `ProxyHandler` (WASI 0.3 instance reuse). What
+//! instances write to stdout and stderr reaches the host's, within a byte
+//! budget per second ([`LimitedOutput`]).
 
 use crate::kv::{self, KvContext, KvView};
 use crate::outbound::Outbound;
 use crate::variables::{self, ComponentVariables};
 use anyhow::Context as _;
 use std::future::Future;
+use std::io::Write as _;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -17,6 +21,8 @@ use wasmtime::{
     CallHook, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreContextMut, StoreLimits,
     StoreLimitsBuilder, UpdateDeadline,
 };
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::handler::{
     self, HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
@@ -44,6 +50,9 @@ pub struct Limits {
     /// Longest stretch an instance may run wasm without pausing; past it
     /// the instance is stopped (a runaway loop).
     pub cpu_limit: Duration,
+    /// Bytes one instance may write to stdout and stderr together per
+    /// second; the rest of that second's output is dropped.
+    pub output_bytes_per_sec: u64,
 }
 
 /// Builds the engine shared by every component.
@@ -202,7 +211,9 @@ impl ComponentRuntime {
 
     fn new_store(&self) -> Store<StoreData> {
         let mut wasi = WasiCtx::builder();
-        wasi.inherit_stdout().inherit_stderr();
+        let budget = Arc::new(Mutex::new(OutputBudget::new(&self.id, self.limits.output_bytes_per_sec)));
+        wasi.stdout(LimitedOutput { to: Stdio::Out, budget: budget.clone() })
+            .stderr(LimitedOutput { to: Stdio::Err, budget });
         for (k, v) in &self.config.environment {
             wasi.env(k, v);
         }
@@ -342,3 +353,180 @@ impl WorkerState for Worker {
 
 /// The handler type the server routes to.
 pub type Handler = handler::ProxyHandler<ComponentRuntime>;
+
+/// What one instance may still write to stdout and stderr this second.
+struct OutputBudget {
+    component: String,
+    per_sec: u64,
+    window: Instant,
+    used: u64,
+    warned: bool,
+}
+
+impl OutputBudget {
+    fn new(component: &str, per_sec: u64) -> Self {
+        OutputBudget { component: component.to_string(), per_sec, window: Instant::now(), used: 0, warned: false }
+    }
+
+    /// How many of `len` bytes written at `now` go out; the rest are
+    /// dropped, and the first drop of the instance is reported.
+    fn take(&mut self, len: usize, now: Instant) -> usize {
+        if now.saturating_duration_since(self.window) >= Duration::from_secs(1) {
+            self.window = now;
+            self.used = 0;
+        }
+        let allowed = self.per_sec.saturating_sub(self.used).min(len as u64);
+        self.used += allowed;
+        if allowed < len as u64 && !self.warned {
+            self.warned = true;
+            tracing::warn!(
+                component = %self.component,
+                "an instance wrote more than {} bytes a second to stdout/stderr: the excess is dropped \
+                 (reported once per instance)",
+                self.per_sec
+            );
+        }
+        allowed as usize
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Stdio {
+    Out,
+    Err,
+    /// Nowhere, for tests.
+    #[cfg(test)]
+    Discard,
+}
+
+/// The host's stdout or stderr as an instance sees it, sharing the
+/// instance's [`OutputBudget`]. Writes past the budget, and writes the host
+/// fails, are dropped while the guest is told they succeeded: a log line
+/// is never worth failing a request for. Serves both the WASI 0.2 stream
+/// and the 0.3 one, writing synchronously as wasmtime-wasi's own stdio does.
+#[derive(Clone)]
+struct LimitedOutput {
+    to: Stdio,
+    budget: Arc<Mutex<OutputBudget>>,
+}
+
+impl LimitedOutput {
+    fn write(&self, bytes: &[u8]) {
+        let n = self.budget.lock().unwrap().take(bytes.len(), Instant::now());
+        if n > 0 {
+            let _ = match self.to {
+                Stdio::Out => std::io::stdout().write_all(&bytes[..n]),
+                Stdio::Err => std::io::stderr().write_all(&bytes[..n]),
+                #[cfg(test)]
+                Stdio::Discard => Ok(()),
+            };
+        }
+    }
+
+    fn flush(&self) {
+        let _ = match self.to {
+            Stdio::Out => std::io::stdout().flush(),
+            Stdio::Err => std::io::stderr().flush(),
+            #[cfg(test)]
+            Stdio::Discard => Ok(()),
+        };
+    }
+}
+
+impl IsTerminal for LimitedOutput {
+    fn is_terminal(&self) -> bool {
+        match self.to {
+            Stdio::Out => std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            Stdio::Err => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            #[cfg(test)]
+            Stdio::Discard => false,
+        }
+    }
+}
+
+impl StdoutStream for LimitedOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl OutputStream for LimitedOutput {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        LimitedOutput::write(self, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        LimitedOutput::flush(self);
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LimitedOutput {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for LimitedOutput {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        LimitedOutput::write(&self, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        LimitedOutput::flush(&self);
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_past_the_budget_is_dropped_until_the_next_second() {
+        let start = Instant::now();
+        let mut b = OutputBudget::new("c", 100);
+        b.window = start;
+        assert_eq!(b.take(60, start), 60);
+        assert!(!b.warned);
+        // The write that crosses the budget is cut, the next ones dropped.
+        assert_eq!(b.take(60, start + Duration::from_millis(10)), 40);
+        assert!(b.warned, "the first drop is reported");
+        assert_eq!(b.take(1, start + Duration::from_millis(999)), 0);
+        // A new second, a new budget; the warning is not repeated.
+        assert_eq!(b.take(100, start + Duration::from_millis(1000)), 100);
+        assert_eq!(b.take(1_000_000, start + Duration::from_millis(1500)), 0);
+        assert_eq!(b.take(1_000_000, start + Duration::from_secs(5)), 100);
+    }
+
+    #[tokio::test]
+    async fn both_streams_of_an_instance_share_one_budget() {
+        use tokio::io::AsyncWriteExt;
+        let budget = Arc::new(Mutex::new(OutputBudget::new("c", 8)));
+        let out = LimitedOutput { to: Stdio::Discard, budget: budget.clone() };
+        let err = LimitedOutput { to: Stdio::Discard, budget: budget.clone() };
+        // WASI 0.2: the guest is told every byte was written.
+        let mut p2 = out.p2_stream();
+        p2.write(bytes::Bytes::from_static(b"12345")).unwrap();
+        // WASI 0.3: likewise.
+        let mut p3 = Box::into_pin(err.async_stream());
+        assert_eq!(p3.write(b"67890").await.unwrap(), 5);
+        p3.flush().await.unwrap();
+        let b = budget.lock().unwrap();
+        assert_eq!(b.used, 8);
+        assert!(b.warned);
+    }
+}
