@@ -536,17 +536,33 @@ fn every_variable_the_code_reads_is_declared_in_spin_toml() {
     }
     assert!(problems.is_empty(), "spin.toml and the code disagree:\n{}", problems.join("\n"));
 
-    // The defaults the code still carries, for whoever removes them.
+    // spin.toml's default is the one source of truth: a literal default the
+    // code still carries (for a manifest that leaves the variable out) must
+    // say the same. `""` means "unset", handled by the code below the read;
+    // named constants are listed for the reader.
+    let mut disagree = Vec::new();
     for r in &scan.reads {
         let declared = m.variables.get(&r.variable).and_then(|d| d.get("default")).and_then(toml::Value::as_str);
-        println!(
-            "{}: {} code default {} / spin.toml default {:?}",
-            r.at,
-            r.variable,
-            r.default.as_deref().unwrap_or("(none)"),
-            declared.unwrap_or("(none)")
-        );
+        let code = r.default.as_deref().unwrap_or("(none)");
+        let literal = code
+            .strip_prefix('"')
+            .and_then(|c| c.strip_suffix('"'))
+            .map(str::to_string)
+            .or_else(|| code.chars().all(|c| c.is_ascii_digit() || c == '_').then(|| code.replace('_', "")));
+        match (literal.as_deref(), declared) {
+            (Some(""), _) | (None, _) => {
+                println!("{}: {} code default {code} / spin.toml default {:?}", r.at, r.variable, declared.unwrap_or(""))
+            }
+            (Some(code), Some(declared)) if code == declared => {}
+            (Some(code), declared) => disagree.push(format!(
+                "{}: `{}` defaults to {code:?} in the code, {:?} in spin.toml",
+                r.at,
+                r.variable,
+                declared.unwrap_or("(none)")
+            )),
+        }
     }
+    assert!(disagree.is_empty(), "code defaults disagree with spin.toml:\n{}", disagree.join("\n"));
 }
 
 /// The rows of every Markdown table whose header starts with `variable`:

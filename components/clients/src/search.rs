@@ -101,7 +101,7 @@ impl Embedder {
     /// request `request_id`.
     pub async fn load(request_id: &str) -> Result<Self, RemoteError> {
         let base = origin("the embeddings endpoint", "embeddings_url").await?;
-        let dimension = variable_u64("embeddings_dimension", 0).await.map_err(RemoteError::BadConfig)?;
+        let dimension = variable_u64("embeddings_dimension", 384).await.map_err(RemoteError::BadConfig)?;
         Ok(Embedder {
             service: Service {
                 name: "the embeddings endpoint",
