@@ -54,3 +54,33 @@ async fn a_wildcard_reaches_loopback_by_no_spelling_and_an_exact_rule_does() {
         assert_eq!(done["generator"], "openai", "{rule}: {done}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_in_service_urls_reach_no_client_and_no_log() {
+    // An LLM that fails with a long message, reached through a URL carrying
+    // a user and a password (query strings are cut from shown URLs too:
+    // spindle-clients' exchange tests).
+    let upstream =
+        Upstream::start(Behaviour::Status(503, format!("{{\"error\":{{\"message\":\"{}\"}}}}", "x".repeat(5000))))
+            .await;
+    let port = upstream.origin.rsplit(':').next().unwrap().to_string();
+    let dir = std::env::temp_dir().join(format!("spindle-secret-logs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let spindle = Spindle::start(Options {
+        extra_args: vec!["--log-dir".into(), dir.display().to_string()],
+        ..Options::default()
+            .var("llm_url", format!("http://alice:hunter2@127.0.0.1:{port}/v1"))
+            .var("llm_origin", format!("http://127.0.0.1:{port}"))
+    });
+    let events = client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await.events().await;
+    let done = data(&events, "done");
+    let why = done["fallback"].as_str().unwrap_or_default().to_string();
+    assert!(why.contains("answered HTTP 503"), "the LLM was reached and failed: {why}");
+    assert!(why.len() < 600, "the upstream's message is quoted in part only: {} bytes", why.len());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let logs = std::fs::read_to_string(dir.join("queries.jsonl")).unwrap();
+    for secret in ["hunter2", "alice"] {
+        assert!(!why.contains(secret), "{secret} shown to the client: {why}");
+        assert!(!logs.contains(secret), "{secret} written to queries.jsonl");
+    }
+}

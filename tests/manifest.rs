@@ -551,7 +551,12 @@ fn every_variable_the_code_reads_is_declared_in_spin_toml() {
             .or_else(|| code.chars().all(|c| c.is_ascii_digit() || c == '_').then(|| code.replace('_', "")));
         match (literal.as_deref(), declared) {
             (Some(""), _) | (None, _) => {
-                println!("{}: {} code default {code} / spin.toml default {:?}", r.at, r.variable, declared.unwrap_or(""))
+                println!(
+                    "{}: {} code default {code} / spin.toml default {:?}",
+                    r.at,
+                    r.variable,
+                    declared.unwrap_or("")
+                )
             }
             (Some(code), Some(declared)) if code == declared => {}
             (Some(code), declared) => disagree.push(format!(

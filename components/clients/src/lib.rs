@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod embeddings;
+pub mod exchange;
 pub mod openai;
 pub mod opensearch;
 pub mod rerank_api;

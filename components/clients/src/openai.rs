@@ -106,10 +106,12 @@ pub fn parse_event(data: &str) -> Result<Vec<StreamItem>, StreamError> {
 /// The message of an OpenAI error body (`{"error": {"message": ...}}`), or
 /// the body itself, shortened, when it is not one.
 pub fn error_body_message(body: &[u8]) -> String {
-    match serde_json::from_slice::<Value>(body) {
+    let message = match serde_json::from_slice::<Value>(body) {
         Ok(v) => v.get("error").map(error_message).unwrap_or_else(|| preview(&v.to_string())),
         Err(_) => preview(&String::from_utf8_lossy(body)),
-    }
+    };
+    // Quoted to clients and logs: a part is enough, whatever the upstream sent.
+    spindle_text::truncate(&message, 300)
 }
 
 fn error_message(err: &Value) -> String {

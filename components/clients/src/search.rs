@@ -4,7 +4,7 @@
 //! single retrievers, the hybrid retriever and the embedding reranker.
 
 use crate::auth;
-use crate::remote::{RemoteError, Service};
+use crate::exchange::{RemoteError, Service};
 use crate::stores::{Store, chroma, milvus};
 use crate::{embeddings, opensearch};
 use spindle_step::config::{variable_or, variable_u64};

@@ -189,6 +189,8 @@ fn request_body(cfg: &Config, messages: &[Message], options: &GenerateOptions) -
 
 async fn start(cfg: &Config, body: String, options: &GenerateOptions) -> Result<Upstream, StepError> {
     let endpoint = format!("{}/chat/completions", cfg.url);
+    // Messages reach clients (`done.fallback`) and logs: no credentials in them.
+    let shown = spindle_clients::exchange::redact(&endpoint);
     let mut req = spin_sdk::http::Request::post(&endpoint)
         .header("content-type", "application/json")
         .header("accept", "text/event-stream")
@@ -196,16 +198,16 @@ async fn start(cfg: &Config, body: String, options: &GenerateOptions) -> Result<
     if !cfg.api_key.is_empty() {
         req = req.header("authorization", format!("Bearer {}", cfg.api_key));
     }
-    let req = req.body(body).map_err(|e| StepError::InvalidInput(format!("bad LLM URL `{endpoint}`: {e}")))?;
+    let req = req.body(body).map_err(|e| StepError::InvalidInput(format!("bad LLM URL `{shown}`: {e}")))?;
     let resp = match deadline(cfg.timeout, spin_sdk::http::send(req)).await {
         None => {
             return Err(StepError::Timeout(format!(
-                "no response from the LLM at {endpoint} within {} ms",
+                "no response from the LLM at {shown} within {} ms",
                 cfg.timeout.as_millis()
             )));
         }
         Some(Err(e)) => {
-            return Err(StepError::Unavailable(format!("cannot reach the LLM at {endpoint}: {e:?}")));
+            return Err(StepError::Unavailable(format!("cannot reach the LLM at {shown}: {e:?}")));
         }
         Some(Ok(resp)) => resp,
     };
@@ -220,7 +222,7 @@ async fn start(cfg: &Config, body: String, options: &GenerateOptions) -> Result<
             }
         }
         return Err(StepError::Unavailable(format!(
-            "the LLM at {endpoint} answered HTTP {}: {}",
+            "the LLM at {shown} answered HTTP {}: {}",
             status.as_u16(),
             openai::error_body_message(&buf)
         )));

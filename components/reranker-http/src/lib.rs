@@ -5,7 +5,7 @@
 //! `rerank_model`, `rerank_api_key`, `rerank_timeout_ms`.
 
 use spindle_clients::auth::bearer;
-use spindle_clients::remote::{RemoteError, Service};
+use spindle_clients::exchange::{RemoteError, Service};
 use spindle_clients::rerank_api::Api;
 use spindle_step::config::{variable_or, variable_u64};
 use spindle_text::hit::Failure;

@@ -13,7 +13,7 @@
 //! returned and the failure is listed in `degraded` (shown in the `done`
 //! event). Only when both fail does retrieval fail.
 
-use spindle_clients::remote::RemoteError;
+use spindle_clients::exchange::RemoteError;
 use spindle_clients::search::{Keyword, Vector};
 use spindle_step::config::variable_or;
 use spindle_step::export::{Found, Request};

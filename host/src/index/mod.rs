@@ -202,14 +202,19 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
         let total = k.finish()?;
         println!(
             "  keyword  {} index `{}`: {keyword_written} chunks written, {total} in the index",
-            k.service.base, k.index
+            k.service.shown(),
+            k.index
         );
     }
     if let Some((index, embedder)) = &targets.vector {
         let total = index.count()?.map(|n| format!(", {n} in the collection")).unwrap_or_default();
         println!(
             "  vector   {:?} {} collection `{}` ({} via {}): {vector_written} chunks written{total}",
-            index.store, index.service.base, index.collection, embedder.model, embedder.service.base
+            index.store,
+            index.service.shown(),
+            index.collection,
+            embedder.model,
+            embedder.service.shown()
         );
     }
     if !failures.is_empty() {

@@ -20,8 +20,7 @@ pub struct Embedder {
 impl Embedder {
     pub fn embed(&self, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
         let body = self.service.post_json(&self.path, &embeddings::request(&self.model, texts, &self.passage_type))?;
-        embeddings::parse(&body, texts.len(), self.dimension)
-            .map_err(|e| anyhow::anyhow!("{} at {}: {e}", self.service.name, self.service.url(&self.path)))
+        embeddings::parse(&body, texts.len(), self.dimension).map_err(|e| self.service.malformed(&self.path, e))
     }
 }
 
