@@ -9,7 +9,11 @@ use common::upstream::{Behaviour, Upstream};
 #[tokio::test(flavor = "multi_thread")]
 async fn chat_page_streams_shows_sources_and_stops() {
     let upstream = Upstream::start(Behaviour::tokens(30, 50, 60)).await;
-    let spindle = Spindle::start(Options::default().llm(&upstream.origin));
+    // API keys configured, page public: the page must ask for the key.
+    let spindle = Spindle::start(Options {
+        extra_args: ["--api-key", "page-key", "--public-pages"].map(String::from).to_vec(),
+        ..Options::default().llm(&upstream.origin)
+    });
     let out = repo_root().join("test-output");
     std::fs::create_dir_all(&out).unwrap();
     let base = spindle.base.clone();
@@ -21,6 +25,7 @@ async fn chat_page_streams_shows_sources_and_stops() {
                 .arg(dir.join("chat_page.mjs"))
                 .arg(&base)
                 .arg(&out)
+                .arg("page-key")
                 .current_dir(&dir)
                 .output()
                 .unwrap()
@@ -35,6 +40,8 @@ async fn chat_page_streams_shows_sources_and_stops() {
         String::from_utf8_lossy(&output.stderr)
     );
     let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(seen["askedForKey"], true, "a refused request shows the key field and why: {seen}");
+    assert_eq!(seen["policyErrors"], serde_json::json!([]), "the page's own security policy blocked it: {seen}");
     assert!(seen["growth"].as_u64().unwrap() >= 4, "the answer should grow in steps as tokens arrive: {seen}");
     assert_eq!(seen["answer"], (0..30).map(|i| format!("tok{i} ")).collect::<String>());
     let sources = seen["sources"].as_array().unwrap();

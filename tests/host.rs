@@ -101,6 +101,31 @@ async fn api_keys_are_required_when_configured() {
     assert_eq!(client::send(request("HEAD", &spindle.url("/readyz"), &[])).await.status, 200);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_are_hardened_and_can_be_public_while_the_api_needs_a_key() {
+    let keyed = |public: bool| {
+        let mut args = vec!["--api-key".to_string(), "k1".to_string()];
+        if public {
+            args.push("--public-pages".into());
+        }
+        Spindle::start(Options { extra_args: args, ..Default::default() })
+    };
+    let closed = keyed(false);
+    assert_eq!(client::send(request("GET", &closed.url("/"), &[])).await.status, 401);
+    let open = keyed(true);
+    for path in ["/", "/chat.js", "/docs", "/docs/init.js", "/openapi.json"] {
+        let s = client::send(request("GET", &open.url(path), &[])).await;
+        assert_eq!(s.status, 200, "{path}");
+        let csp = s.header("content-security-policy").unwrap_or_default().to_string();
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert_eq!(s.header("x-content-type-options"), Some("nosniff"), "{path}");
+    }
+    let api = open.url("/api/chat/stream?query=apt");
+    assert_eq!(client::send(request("GET", &api, &[])).await.status, 401, "the API stays protected");
+    assert_eq!(client::send(request("POST", &open.url("/"), &[])).await.status, 401, "only reading pages is open");
+    assert_eq!(client::send(request("GET", &api, &[("authorization", "Bearer k1")])).await.status, 200);
+}
+
 /// Opens a raw connection and sends `bytes`; returns how long until the
 /// server closed it (reading whatever it answered) and what it answered.
 async fn held_open(spindle: &Spindle, bytes: &[u8]) -> (Duration, String) {

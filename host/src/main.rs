@@ -114,6 +114,11 @@ struct UpArgs {
     /// Rotated files kept per log (`.1` to `.N`); older ones are deleted.
     #[arg(long, default_value_t = 5)]
     log_keep: usize,
+    /// Serve the chat page (`/`) and the API docs (`/docs`, `/openapi.json`)
+    /// without an API key; the API stays protected, and the page asks for
+    /// a key and keeps it for the browser tab.
+    #[arg(long)]
+    public_pages: bool,
     /// How long a client may take to send a request head, and how long an
     /// idle keep-alive connection stays open, in seconds.
     #[arg(long, default_value_t = 10)]
@@ -181,6 +186,7 @@ fn prepare(args: &UpArgs) -> anyhow::Result<(manifest::App, server::Server)> {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
         header_read_timeout: Duration::from_secs(args.header_read_timeout_secs.max(1)),
         max_header_bytes: args.max_header_kib.max(1) << 10,
+        public_pages: args.public_pages,
     };
     let stores = kv::Stores::load(args.runtime_config_file.as_deref())?;
     let server = app::load(&app, cache.as_deref(), &args.limits(), settings, observer, stores)?;

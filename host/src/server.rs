@@ -47,6 +47,16 @@ pub struct Settings {
     pub header_read_timeout: Duration,
     /// Largest request head, in bytes (431 beyond).
     pub max_header_bytes: usize,
+    /// Serve the chat page and the API docs without a key (the API itself
+    /// still needs one).
+    pub public_pages: bool,
+}
+
+/// What `--public-pages` opens: the chat page (which then asks for a key
+/// for its API calls) and the API description.
+fn is_page(method: &http::Method, path: &str) -> bool {
+    (method == http::Method::GET || method == http::Method::HEAD)
+        && (matches!(path, "/" | "/chat.js" | "/openapi.json") || path == "/docs" || path.starts_with("/docs/"))
 }
 
 /// Everything a request needs.
@@ -194,7 +204,8 @@ async fn route(
             _ => {}
         }
     }
-    if !server.authorized(&req) {
+    let public = server.settings.public_pages && is_page(req.method(), path);
+    if !public && !server.authorized(&req) {
         let mut res = json_error(401, "unauthorized", "send a valid API key as `Authorization: Bearer <key>`");
         res.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
         return res;

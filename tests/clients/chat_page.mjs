@@ -1,9 +1,10 @@
 // Drives the chat page (GET /) in headless Chromium with playwright-core
-// (tests/browser.rs): ask, watch the answer grow, see the sources, stop.
-// Usage: node chat_page.mjs BASE_URL SCREENSHOT_DIR
+// (tests/browser.rs): give the API key the page asks for, ask, watch the
+// answer grow, see the sources, stop.
+// Usage: node chat_page.mjs BASE_URL SCREENSHOT_DIR API_KEY
 import { chromium } from "playwright-core";
 
-const [base, outDir] = process.argv.slice(2);
+const [base, outDir, apiKey] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -12,8 +13,16 @@ const browser = await chromium.launch({
 const result = {};
 try {
   const page = await browser.newPage();
+  // Anything the page's security policy blocks is an error here.
+  result.policyErrors = [];
+  page.on("console", (m) => { if (/Content.Security.Policy/i.test(m.text())) result.policyErrors.push(m.text()); });
   await page.goto(base + "/");
+  // Without a key the API refuses; the page then asks for one.
   await page.fill("#query", "How do I install a package?");
+  await page.click("#send");
+  await page.waitForFunction(() => !document.querySelector("#key-row").hidden, null, { timeout: 10000 });
+  result.askedForKey = (await page.textContent("#error")).includes("unauthorized");
+  await page.fill("#key", apiKey);
   await page.click("#send");
   // Sample the answer's length while it streams.
   const lengths = [];

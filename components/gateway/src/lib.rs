@@ -20,21 +20,34 @@ mod stream_body;
 use spin_sdk::http::{BoxBody, IntoResponse, Method, Request, Response, box_body};
 use stream_body::buffered;
 
-/// The chat page: one self-contained file, no external assets.
+/// The chat page and its script: no assets from elsewhere.
 const PAGE: &str = include_str!("page.html");
+const PAGE_SCRIPT: &str = include_str!("chat.js");
 
-fn page() -> Response<BoxBody> {
+/// What the page and the API docs may do: only this origin's scripts and
+/// styles (Swagger UI sets inline styles), no framing by other sites.
+pub const PAGE_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// A page or script of the gateway's own, with the headers that keep a
+/// browser from misreading or framing it.
+pub fn page_asset(content_type: &str, body: Vec<u8>) -> Response<BoxBody> {
     Response::builder()
         .status(200)
-        .header("content-type", "text/html; charset=utf-8")
+        .header("content-type", content_type)
         .header("cache-control", "no-cache")
-        .body(box_body(PAGE.to_string()))
+        .header("content-security-policy", PAGE_POLICY)
+        .header("x-content-type-options", "nosniff")
+        .header("x-frame-options", "DENY")
+        .header("referrer-policy", "no-referrer")
+        .body(box_body(http_body_util::Full::new(bytes::Bytes::from(body))))
         .expect("static headers are valid")
 }
 
 /// The routes and the methods each accepts (for 405 answers).
 const ROUTES: &[(&str, &str)] = &[
     ("/", "GET"),
+    ("/chat.js", "GET"),
     ("/api/chat/stream", "GET, POST"),
     ("/v1/chat/completions", "POST"),
     ("/v1/models", "GET"),
@@ -49,7 +62,8 @@ async fn handle(req: Request) -> impl IntoResponse {
         (Method::GET, "/api/chat/stream") | (Method::POST, "/api/chat/stream") => sse_route::handle(req).await,
         (Method::POST, "/v1/chat/completions") => openai_route::completions(req).await,
         (Method::GET, "/v1/models") => buffered(openai_route::models().await),
-        (Method::GET, "/") => buffered(page()),
+        (Method::GET, "/") => buffered(page_asset("text/html; charset=utf-8", PAGE.as_bytes().to_vec())),
+        (Method::GET, "/chat.js") => buffered(page_asset("text/javascript", PAGE_SCRIPT.as_bytes().to_vec())),
         (Method::GET, "/openapi.json") => buffered(openapi::spec()),
         (Method::GET, p) if p.starts_with("/docs") => {
             buffered(openapi::docs(p).unwrap_or_else(|| api::error(404, "not_found", &format!("no route for {p}"))))

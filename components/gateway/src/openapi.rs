@@ -128,7 +128,7 @@ struct ApiDoc;
 
 pub fn spec() -> Response<BoxBody> {
     let json = ApiDoc::openapi().to_json().expect("the spec serialises");
-    asset("application/json", json.into_bytes())
+    crate::page_asset("application/json", json.into_bytes())
 }
 
 const DOCS_PAGE: &str = r#"<!doctype html>
@@ -144,21 +144,13 @@ const DOCS_INIT: &str = r##"window.ui = SwaggerUIBundle({ url: "/openapi.json", 
 static SWAGGER_JS: &[u8] = include_bytes!("../../../web/node_modules/swagger-ui-dist/swagger-ui-bundle.js");
 static SWAGGER_CSS: &[u8] = include_bytes!("../../../web/node_modules/swagger-ui-dist/swagger-ui.css");
 
-fn asset(content_type: &str, body: Vec<u8>) -> Response<BoxBody> {
-    Response::builder()
-        .status(200)
-        .header("content-type", content_type)
-        .body(box_body(http_body_util::Full::new(bytes::Bytes::from(body))))
-        .expect("static headers are valid")
-}
-
 /// `/docs` and its assets.
 pub fn docs(path: &str) -> Option<Response<BoxBody>> {
     Some(match path {
-        "/docs" | "/docs/" => asset("text/html; charset=utf-8", DOCS_PAGE.as_bytes().to_vec()),
-        "/docs/swagger-ui-bundle.js" => asset("text/javascript", SWAGGER_JS.to_vec()),
-        "/docs/swagger-ui.css" => asset("text/css", SWAGGER_CSS.to_vec()),
-        "/docs/init.js" => asset("text/javascript", DOCS_INIT.as_bytes().to_vec()),
+        "/docs" | "/docs/" => crate::page_asset("text/html; charset=utf-8", DOCS_PAGE.as_bytes().to_vec()),
+        "/docs/swagger-ui-bundle.js" => crate::page_asset("text/javascript", SWAGGER_JS.to_vec()),
+        "/docs/swagger-ui.css" => crate::page_asset("text/css", SWAGGER_CSS.to_vec()),
+        "/docs/init.js" => crate::page_asset("text/javascript", DOCS_INIT.as_bytes().to_vec()),
         _ => return None,
     })
 }
