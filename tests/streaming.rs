@@ -273,3 +273,23 @@ async fn leaving_while_a_step_waits_drops_its_outbound_call() {
         assert!(after < Duration::from_millis(100), "{name}: call dropped {after:?} after the client left");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_line_from_the_model_is_refused_at_its_limit_not_buffered() {
+    // One 3 MiB line (a single token in one chunk): the generator refuses
+    // it at the 1 MiB line limit at once, instead of buffering it and
+    // rescanning it on every read until the CPU limit stops the instance.
+    let upstream = Upstream::start(Behaviour::Burst(vec!["x".repeat(3 << 20)])).await;
+    let spindle = Spindle::start(Options::default().llm(&upstream.origin));
+    let started = Instant::now();
+    let events = client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await.events().await;
+    // The line is the first thing the model sent, so the answer falls
+    // back to the extractive one, saying why.
+    let done = client::data(&events, "done");
+    assert_eq!(done["generator"], "extractive", "{done}");
+    assert!(done["fallback"].as_str().unwrap().contains("longer than 1048576 bytes"), "{done}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    // The instance is fine: the next answer is served too.
+    let events = client::get(&spindle.url("/api/chat/stream?query=what+is+debian")).await.events().await;
+    assert!(client::names(&events).contains(&"sources".to_string()), "{:?}", client::names(&events));
+}
