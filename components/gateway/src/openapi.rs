@@ -141,8 +141,16 @@ const DOCS_PAGE: &str = r#"<!doctype html>
 
 const DOCS_INIT: &str = r##"window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui" });"##;
 
+#[cfg(target_family = "wasm")]
 static SWAGGER_JS: &[u8] = include_bytes!("../../../web/node_modules/swagger-ui-dist/swagger-ui-bundle.js");
+#[cfg(target_family = "wasm")]
 static SWAGGER_CSS: &[u8] = include_bytes!("../../../web/node_modules/swagger-ui-dist/swagger-ui.css");
+// A native build of this crate only runs its unit tests, before (and
+// without) the npm install that the component's build command does.
+#[cfg(not(target_family = "wasm"))]
+static SWAGGER_JS: &[u8] = b"";
+#[cfg(not(target_family = "wasm"))]
+static SWAGGER_CSS: &[u8] = b"";
 
 /// `/docs` and its assets.
 pub fn docs(path: &str) -> Option<Response<BoxBody>> {
