@@ -220,11 +220,15 @@ async fn access_and_query_logs_are_json_lines() {
     client::post_json(&spindle.url("/api/chat/stream"), r#"{"query":"如何安装软件包"}"#).await.events().await;
     let openai = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"  how to upgrade  "}]}"#;
     client::post_json(&spindle.url("/v1/chat/completions"), openai).await.events().await;
+    let whole = r#"{"model":"m","messages":[{"role":"user","content":"what is a mirror"}]}"#;
+    let s = client::post_json(&spindle.url("/v1/chat/completions"), whole).await;
+    assert!(s.header("x-spindle-end").is_none() && s.header("x-spindle-query").is_none(), "internal headers leaked");
+    assert_eq!(s.json().await["object"], "chat.completion");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let access = std::fs::read_to_string(dir.join("access.jsonl")).unwrap();
     let queries = std::fs::read_to_string(dir.join("queries.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = queries.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 3, "{queries}");
+    assert_eq!(lines.len(), 4, "{queries}");
     assert_eq!(lines[0]["id"], "my-req-1");
     assert_eq!(lines[0]["query"], "what is debian");
     assert_eq!(lines[0]["outcome"], "done");
@@ -236,8 +240,12 @@ async fn access_and_query_logs_are_json_lines() {
     assert_eq!(lines[2]["outcome"], "done");
     assert_eq!(lines[2]["generator"], "extractive");
     assert!(lines[2]["timings_ms"]["retrieve"].is_number(), "{}", lines[2]);
+    // And whole (non-streaming) OpenAI answers.
+    assert_eq!(lines[3]["query"], "what is a mirror");
+    assert_eq!(lines[3]["outcome"], "done");
+    assert!(lines[3]["timings_ms"]["total"].is_number(), "{}", lines[3]);
     let access: Vec<serde_json::Value> = access.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(access.len(), 3);
+    assert_eq!(access.len(), 4);
     assert_eq!(access[0]["status"], 200);
     assert_eq!(access[0]["complete"], true);
     assert!(access[0]["time"].as_str().unwrap().ends_with('Z'));

@@ -95,8 +95,10 @@ async fn idle_streams_get_keep_alive_comments_between_events() {
 async fn a_stream_past_the_whole_request_deadline_ends_with_an_error_event() {
     // 60 tokens 50 ms apart: about 3 s of steady answer against a 1 s deadline.
     let upstream = Upstream::start(Behaviour::tokens(60, 20, 50)).await;
+    let logs = std::env::temp_dir().join(format!("spindle-deadline-logs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&logs);
     let spindle = Spindle::start(Options {
-        extra_args: ["--request-timeout-secs", "1"].map(String::from).to_vec(),
+        extra_args: vec!["--request-timeout-secs".into(), "1".into(), "--log-dir".into(), logs.display().to_string()],
         ..Options::default().llm(&upstream.origin)
     });
     let started = Instant::now();
@@ -110,6 +112,12 @@ async fn a_stream_past_the_whole_request_deadline_ends_with_an_error_event() {
     // The model's request is dropped with the stream.
     let left = wait_for_disconnect(&upstream, started + took).await;
     assert!(left < Duration::from_millis(500), "upstream request outlived the stream by {left:?}");
+    // The logs say the host ended it, not that the client left.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let access = std::fs::read_to_string(logs.join("access.jsonl")).unwrap();
+    assert!(access.contains("\"complete\":true"), "{access}");
+    let queries = std::fs::read_to_string(logs.join("queries.jsonl")).unwrap();
+    assert!(queries.contains("\"outcome\":\"error\"") && queries.contains("request_timeout"), "{queries}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

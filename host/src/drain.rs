@@ -27,6 +27,11 @@ pub struct Drainable<B> {
     cut: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The whole-request deadline.
     deadline: Pin<Box<tokio::time::Sleep>>,
+    /// The body's end was returned (hyper must poll until it is, so the
+    /// tap sees the end of a stream the host closed).
+    ended: bool,
+    /// An untracked response was cut short (it has no frame to say so).
+    cut_short: bool,
 }
 
 impl<B> Drainable<B> {
@@ -36,7 +41,14 @@ impl<B> Drainable<B> {
             tracker,
             cut: Box::pin(cut.cancelled_owned()),
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            ended: false,
+            cut_short: false,
         }
+    }
+
+    /// Whether the host cut an untracked response short.
+    pub fn cut_short(&self) -> bool {
+        self.cut_short
     }
 
     /// The answer stream's tracker, for the record of how it ended.
@@ -48,7 +60,11 @@ impl<B> Drainable<B> {
     /// answer stream.
     fn end_with<E>(&mut self, code: ErrorCode) -> Poll<Option<Result<Frame<Bytes>, E>>> {
         self.inner = None;
-        let Some(tracker) = self.tracker.as_mut() else { return Poll::Ready(None) };
+        let Some(tracker) = self.tracker.as_mut() else {
+            self.cut_short = true;
+            self.ended = true;
+            return Poll::Ready(None);
+        };
         let frame = tracker.closing_frame(code);
         tracker.close(code);
         Poll::Ready(frame.map(|f| Ok(Frame::data(Bytes::from(f)))))
@@ -61,7 +77,10 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Drainable<B> {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let me = self.get_mut();
-        let Some(inner) = me.inner.as_mut() else { return Poll::Ready(None) };
+        let Some(inner) = me.inner.as_mut() else {
+            me.ended = true;
+            return Poll::Ready(None);
+        };
         // Other responses are cut wherever they are; answers between events.
         if me.tracker.as_ref().is_none_or(Tracker::at_boundary) {
             if me.cut.as_mut().poll(cx).is_ready() {
@@ -88,7 +107,10 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Drainable<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+        match &self.inner {
+            Some(b) => b.is_end_stream(),
+            None => self.ended,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -123,8 +123,8 @@ struct UpArgs {
     /// idle keep-alive connection stays open, in seconds.
     #[arg(long, default_value_t = 10)]
     header_read_timeout_secs: u64,
-    /// Largest request head (request line and headers), in KiB; a larger
-    /// one is answered 431.
+    /// Largest request head (request line and headers), in KiB, at least 8;
+    /// a larger one is answered 431.
     #[arg(long, default_value_t = 32)]
     max_header_kib: usize,
 }

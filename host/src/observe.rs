@@ -192,6 +192,8 @@ pub struct TappedBody<B> {
 struct Tap {
     started: Started,
     status: u16,
+    /// How a whole answer ended, from its head.
+    end: Option<End>,
     first_byte: Option<Instant>,
     bytes: u64,
     ended: bool,
@@ -200,9 +202,16 @@ struct Tap {
 }
 
 impl<B> TappedBody<B> {
-    pub fn new(inner: Drainable<B>, started: Started, status: u16, observer: Observer, guard: Guard) -> Self {
+    pub fn new(
+        inner: Drainable<B>,
+        started: Started,
+        status: u16,
+        end: Option<End>,
+        observer: Observer,
+        guard: Guard,
+    ) -> Self {
         observer.metrics.open_streams.inc();
-        let tap = Tap { started, status, first_byte: None, bytes: 0, ended: false, observer, _guard: guard };
+        let tap = Tap { started, status, end, first_byte: None, bytes: 0, ended: false, observer, _guard: guard };
         TappedBody { inner, tap: Some(tap) }
     }
 }
@@ -249,8 +258,8 @@ impl<B> Drop for TappedBody<B> {
             started: tap.started,
             status: tap.status,
             bytes: tap.bytes,
-            complete: tap.ended,
-            end: self.inner.tracker().and_then(|t| t.end().cloned()),
+            complete: tap.ended && !self.inner.cut_short(),
+            end: self.inner.tracker().and_then(|t| t.end().cloned()).or(tap.end),
         };
         tap.observer.submit(record);
     }

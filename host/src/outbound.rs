@@ -128,9 +128,14 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || ip.is_unspecified()
                 || ip.is_multicast()
                 || ip.is_broadcast()
-                // 0.0.0.0/8 ("this network") and CGNAT 100.64.0.0/10.
+                // 0.0.0.0/8 ("this network"), CGNAT 100.64.0.0/10, IETF
+                // protocol assignments 192.0.0.0/24, benchmarking
+                // 198.18.0.0/15 and reserved 240.0.0.0/4.
                 || a == 0
                 || (a == 100 && (b & 0xc0) == 64)
+                || (a == 192 && b == 0 && ip.octets()[2] == 0)
+                || (a == 198 && (b & 0xfe) == 18)
+                || a >= 240
         }
         IpAddr::V6(ip) => {
             let first = ip.segments()[0];
@@ -140,9 +145,13 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
                 // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d)
-                // addresses reach IPv4 hosts by another spelling.
+                // addresses reach IPv4 hosts by another spelling, and so do
+                // NAT64 (64:ff9b::/96, 64:ff9b:1::/48) and 6to4 (2002::/16)
+                // through a gateway: none is covered by a wildcard.
                 || ip.to_ipv4_mapped().is_some()
                 || ip.segments()[..6].iter().all(|s| *s == 0)
+                || (first == 0x64 && ip.segments()[1] == 0xff9b)
+                || first == 0x2002
         }
     }
 }
@@ -296,7 +305,10 @@ impl WasiHttpHooks for Outbound {
         _fut: IoFuture,
     ) -> SendFuture {
         let Some(reach) = self.allow.reach(request.uri()) else {
-            tracing::warn!(uri = %request.uri(), "outbound request denied: host not in allowed_outbound_hosts");
+            // Only the origin: the rest of a URL may hold credentials.
+            let origin =
+                format!("{}://{}", request.uri().scheme_str().unwrap_or(""), request.uri().host().unwrap_or(""));
+            tracing::warn!(%origin, "outbound request denied: host not in allowed_outbound_hosts");
             self.metrics.outbound("denied");
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         };
@@ -342,7 +354,7 @@ async fn send(
         // name that turns inwards between the two lookups still has to
         // present a certificate for that name.)
         if reach == Reach::Public
-            && let Some(host) = request.uri().host()
+            && let Some(host) = request.uri().host().map(|h| h.trim_start_matches('[').trim_end_matches(']'))
             && host.parse::<IpAddr>().is_err()
         {
             let port = request.uri().port_u16().unwrap_or(443);
@@ -437,6 +449,12 @@ mod tests {
             "[fd00::1]",
             "[fe80::1]",
             "[ff02::1]",
+            "[64:ff9b::a00:1]",
+            "[64:ff9b:1::a00:1]",
+            "[2002:a00:1::]",
+            "198.18.0.1",
+            "192.0.0.8",
+            "240.0.0.1",
         ] {
             assert!(!ok(&list, &format!("http://{host}:3291/")), "{host}");
         }

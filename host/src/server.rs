@@ -250,6 +250,10 @@ async fn route(
             if let Some(query) = res.headers_mut().remove(wire_headers::QUERY) {
                 started.query = query.to_str().ok().map(wire_headers::decode_query);
             }
+            // A whole answer says how it ended in its head; a stream, in
+            // its last event (the tracker reads that).
+            let end =
+                res.headers_mut().remove(wire_headers::END).and_then(|v| wire_headers::decode_end(v.to_str().ok()?));
             let tracker = res
                 .headers()
                 .get(wire_headers::ENCODING)
@@ -267,7 +271,7 @@ async fn route(
             let observer = server.observer.clone();
             res.map(|body| {
                 let body = Drainable::new(body, tracker, cut, deadline);
-                TappedBody::new(body, started, status, observer, guard).boxed_unsync()
+                TappedBody::new(body, started, status, end, observer, guard).boxed_unsync()
             })
         }
         Err(e) => {

@@ -134,15 +134,24 @@ impl Service {
 }
 
 /// `url` without userinfo (`user:password@`), query string and fragment.
+/// A URL that does not parse is not shown at all: where its credentials
+/// end cannot be told.
 pub fn redact(url: &str) -> String {
-    let url = url.split(['?', '#']).next().unwrap_or(url);
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
-            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-            format!("{scheme}://{host}{path}")
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            let shown = u.to_string();
+            // `Url` adds a `/` to an empty path; keep the base as written.
+            if url.split(['?', '#']).next().is_some_and(|s| !s.ends_with('/')) && u.path() == "/" {
+                shown.trim_end_matches('/').to_string()
+            } else {
+                shown
+            }
         }
-        None => url.to_string(),
+        Err(_) => "(a URL that does not parse)".to_string(),
     }
 }
 
@@ -162,6 +171,12 @@ mod tests {
         assert!(!s.timed_out("/x?token=t").to_string().contains("token"));
         assert_eq!(redact("https://a:b@h/p?q#f"), "https://h/p");
         assert_eq!(redact("http://h:1"), "http://h:1");
+        assert_eq!(redact("http://h:1/v1/chat/completions"), "http://h:1/v1/chat/completions");
+        // Unencoded separators in a password: nothing of it is shown.
+        for bad in ["http://alice:pa/ss@h/v1", "http://alice:p?x@h", "http://alice:p#x@h"] {
+            let shown = redact(bad);
+            assert!(!shown.contains("alice") && !shown.contains("ss@") && !shown.contains("x@"), "{bad}: {shown}");
+        }
     }
 
     #[test]

@@ -17,3 +17,6 @@ pub const MAX_HISTORY_CHARS: usize = 8_000;
 pub const MAX_FILTERS: usize = 8;
 /// Characters of passage text shown as a source's snippet.
 pub const SNIPPET_CHARS: usize = 300;
+/// Longest source title shown, in characters, and source URL, in bytes.
+pub const MAX_TITLE_CHARS: usize = 300;
+pub const MAX_URL_BYTES: usize = 2048;

@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use spin_sdk::http::{BoxBody, Request, Response};
 use spin_sdk::wasip3::http::types::{self, ErrorCode};
 use spindle_wire::encoding::{self, Encoding, OpenAiEncoder};
+use spindle_wire::events::End;
+use spindle_wire::headers as wire_headers;
 
 /// An OpenAI chat-completions request (the fields Spindle reads).
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -149,12 +151,23 @@ pub async fn completions(req: Request) -> Result<types::Response, ErrorCode> {
 /// The whole answer in one `chat.completion` response.
 async fn complete(chat: ChatRequest, deadlines: &pipeline::Deadlines, id: String) -> Response<BoxBody> {
     let mut collected = Collected::default();
+    let query = wire_headers::encode_query(&chat.query);
     let _ = pipeline::run(chat, deadlines, &mut collected).await;
-    if let Some(e) = collected.error {
-        return error(502, e.code.as_str(), &e.message);
+    let (mut res, end) = match (collected.error, collected.done) {
+        (Some(e), _) => (error(502, e.code.as_str(), &e.message), End::Error(e)),
+        (None, Some(done)) => {
+            let body = encoding::completion(&id, now_secs(), &collected.text, &collected.sources, &done);
+            (api::json(200, &body), End::Done(Box::new(done)))
+        }
+        (None, None) => unreachable!("the pipeline ends with done or error"),
+    };
+    // For the host's query log, as a stream's last event would say it.
+    for (name, value) in [(wire_headers::QUERY, query), (wire_headers::END, wire_headers::encode_end(&end))] {
+        if let Ok(value) = spin_sdk::http::HeaderValue::from_str(&value) {
+            res.headers_mut().insert(name, value);
+        }
     }
-    let done = collected.done.expect("the pipeline ends with done or error");
-    api::json(200, &encoding::completion(&id, now_secs(), &collected.text, &collected.sources, &done))
+    res
 }
 
 /// Collects a whole answer for the non-streaming response.

@@ -10,7 +10,7 @@ use crate::api::{ChatBody, HistoryMessage};
 use crate::events::{Done, ErrorBody, Meta, Source, Timings, Usage};
 use crate::openai_route::{ChatMessage, CompletionRequest, StreamOptions};
 use serde::Serialize;
-use spin_sdk::http::{BoxBody, Response, box_body};
+use spin_sdk::http::{BoxBody, Response};
 use utoipa::{OpenApi, ToSchema};
 
 /// The data of one event of an answer stream: `meta`, `sources`, `done`

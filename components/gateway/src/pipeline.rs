@@ -6,7 +6,7 @@ use crate::api::ChatRequest;
 use crate::bindings::{Message, Passage, Query, StepError, generator, prompt, reranker, retriever};
 use crate::cache::{Cache, Cached, Lookup};
 use crate::events::{CacheOutcome, Done, EXTRACTIVE, ErrorCode, Event, Gone, Meta, Sink, Source, Timings, Usage};
-use crate::input_limits::{CANDIDATES_PER_SOURCE, MAX_CANDIDATES, SNIPPET_CHARS};
+use crate::input_limits::{CANDIDATES_PER_SOURCE, MAX_CANDIDATES, MAX_TITLE_CHARS, MAX_URL_BYTES, SNIPPET_CHARS};
 use spin_sdk::wit_bindgen::StreamResult;
 use spindle_step::config::variable_u64;
 use spindle_step::deadline::deadline;
@@ -198,8 +198,10 @@ async fn publish_sources(answer: &Answer, passages: &[Passage], sink: &mut impl 
         .map(|(i, p)| Source {
             n: i + 1,
             id: p.id.clone(),
-            title: p.title.clone(),
-            url: p.url.clone(),
+            // Bounded whatever the index holds: a cut URL would be a wrong
+            // link, so an overlong one is left out.
+            title: p.title.as_deref().map(|t| spindle_text::truncate(t, MAX_TITLE_CHARS)),
+            url: p.url.clone().filter(|u| u.len() <= MAX_URL_BYTES),
             score: p.score,
             snippet: snippet(&p.text),
         })

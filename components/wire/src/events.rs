@@ -217,8 +217,10 @@ impl Event {
     }
 }
 
-/// How an answer ended, as the host reads it back from the stream.
-#[derive(Debug, Clone, PartialEq)]
+/// How an answer ended, as the host reads it back from the stream (or
+/// from [`crate::headers::END`] for a whole answer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum End {
     Done(Box<Done>),
     Error(ErrorBody),

@@ -12,6 +12,11 @@ pub const ENCODING: &str = "x-spindle-encoding";
 /// removes it before the response leaves.
 pub const QUERY: &str = "x-spindle-query";
 
+/// How a whole (not streamed) answer ended, for the host's query log: the
+/// typed [`crate::End`] as percent-encoded JSON. Streams say it in their
+/// last event instead. The host removes it before the response leaves.
+pub const END: &str = "x-spindle-end";
+
 /// Longest question carried in [`QUERY`], in characters.
 pub const MAX_QUERY_CHARS: usize = 500;
 
@@ -46,6 +51,16 @@ pub fn decode_query(value: &str) -> String {
     percent_decode_str(value).decode_utf8_lossy().into_owned()
 }
 
+/// The [`END`] header value for `end`.
+pub fn encode_end(end: &crate::End) -> String {
+    utf8_percent_encode(&serde_json::to_string(end).expect("end events serialise"), ESCAPED).to_string()
+}
+
+/// How an answer ended, from an [`END`] header value.
+pub fn decode_end(value: &str) -> Option<crate::End> {
+    serde_json::from_str(&percent_decode_str(value).decode_utf8_lossy()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +73,16 @@ mod tests {
             assert_eq!(decode_query(&v), q);
         }
         assert_eq!(decode_query(&encode_query(&"字".repeat(2000))).chars().count(), MAX_QUERY_CHARS);
+    }
+
+    #[test]
+    fn an_end_round_trips_through_a_valid_header_value() {
+        let end = crate::End::Error(crate::ErrorBody {
+            code: crate::ErrorCode::RetrieverTimeout,
+            message: "retriever: \"slow\"\n".into(),
+        });
+        let v = encode_end(&end);
+        assert!(v.bytes().all(|b| (0x21..0x7f).contains(&b)), "{v}");
+        assert_eq!(decode_end(&v), Some(end));
     }
 }

@@ -19,13 +19,14 @@ pub struct Tracker {
     /// The stream's last event has passed.
     finished: bool,
     end: Option<End>,
-    /// The stream broke SSE framing; nothing more is read from it.
-    unreadable: bool,
+    /// A line broke the decoder's limit: skipping to the next blank line,
+    /// where the next event starts.
+    resyncing: bool,
 }
 
 impl Tracker {
     pub fn new(encoding: Encoding) -> Self {
-        Tracker { encoding, decoder: Decoder::default(), finished: false, end: None, unreadable: false }
+        Tracker { encoding, decoder: Decoder::default(), finished: false, end: None, resyncing: false }
     }
 
     pub fn encoding(&self) -> Encoding {
@@ -34,17 +35,43 @@ impl Tracker {
 
     /// Reads the next bytes of the stream.
     pub fn feed(&mut self, data: &[u8]) {
-        if self.unreadable || data.is_empty() {
-            return;
+        // Where decoding starts: past a blank line after an over-long line.
+        let mut from = 0;
+        loop {
+            if self.resyncing {
+                // The over-long event ends at the next blank line; what
+                // follows is read as usual. Each pass moves past one, so
+                // this ends.
+                match memchr::memmem::find(&data[from..], b"\n\n") {
+                    Some(i) => {
+                        from += i + 2;
+                        self.resyncing = false;
+                    }
+                    None => return,
+                }
+            }
+            if self.decode(&data[from..]).is_ok() {
+                return;
+            }
+            // A line over the limit (a huge passage, say) is not read, but
+            // the events after it are: the stream's end is still found.
+            self.decoder = Decoder::default();
+            self.resyncing = true;
+        }
+    }
+
+    fn decode(&mut self, data: &[u8]) -> Result<(), crate::sse::LineTooLong> {
+        if data.is_empty() {
+            return Ok(());
         }
         // A frame of whole events with no marker of a last event cannot end
         // the stream: skipping its decoding (an allocation per token) is
         // exact, and most frames are such runs of text events.
         if self.decoder.between_events() && data.ends_with(b"\n\n") && !self.may_end(data) {
-            return;
+            return Ok(());
         }
         let (encoding, finished, end) = (self.encoding, &mut self.finished, &mut self.end);
-        let read = self.decoder.feed_with(data, |event| match encoding {
+        self.decoder.feed_with(data, |event| match encoding {
             Encoding::Spindle => match event.name.as_deref() {
                 Some("done") => {
                     *finished = true;
@@ -71,10 +98,7 @@ impl Tracker {
                     }
                 }
             }
-        });
-        if read.is_err() {
-            self.unreadable = true;
-        }
+        })
     }
 
     fn may_end(&self, data: &[u8]) -> bool {
@@ -88,7 +112,7 @@ impl Tracker {
     /// Whether everything read so far ends between events, where a frame
     /// may be added.
     pub fn at_boundary(&self) -> bool {
-        !self.unreadable && self.decoder.between_events()
+        !self.resyncing && self.decoder.between_events()
     }
 
     /// Whether the stream's last event (`done`, `error`, `[DONE]`) passed.
@@ -208,6 +232,27 @@ mod tests {
             check.feed(frame.as_bytes());
             assert!(check.finished(), "{encoding:?}: {frame}");
             assert!(matches!(check.end(), Some(End::Error(e)) if e.code == ErrorCode::RequestTimeout), "{frame}");
+        }
+    }
+
+    #[test]
+    fn an_event_past_the_line_limit_does_not_hide_the_end() {
+        for encoding in [Encoding::Spindle, Encoding::OpenAi] {
+            let mut t = Tracker::new(encoding);
+            let huge = crate::sse::event(Some("sources"), &"x".repeat(crate::sse::MAX_LINE_BYTES + 10));
+            for piece in huge.as_bytes().chunks(64 * 1024) {
+                t.feed(piece);
+            }
+            assert!(t.at_boundary(), "{encoding:?}: found the next event start");
+            assert!(!t.finished());
+            let mut last = String::new();
+            match encoding {
+                Encoding::Spindle => SpindleEncoder.encode(&Event::Done(done()), &mut last),
+                Encoding::OpenAi => OpenAiEncoder::new("c".into(), 0, false).encode(&Event::Done(done()), &mut last),
+            }
+            t.feed(last.as_bytes());
+            assert!(t.finished(), "{encoding:?}");
+            assert_eq!(t.end(), Some(&End::Done(Box::new(done()))), "{encoding:?}");
         }
     }
 
