@@ -3,8 +3,9 @@
 
 mod common;
 
-use common::spindle::{Options, Spindle, repo_root};
+use common::spindle::{Options, Spindle, derived_manifest, repo_root};
 use common::upstream::{Behaviour, Upstream};
+use spindle_testkit::scripted::{Reply, Scripted};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chat_page_streams_shows_sources_and_stops() {
@@ -54,4 +55,49 @@ async fn chat_page_streams_shows_sources_and_stops() {
     // Stop closed the stream: the model was told to stop too.
     let log = upstream.log.lock().unwrap();
     assert!(log.disconnected.is_some(), "stopping in the page must drop the upstream request");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_web_urls_of_sources_become_links() {
+    // An index that holds hostile URLs: the page must not make them clickable.
+    let urls = ["javascript:alert(document.cookie)", "https://ok.example/faq", "data:text/html,<script>1</script>"];
+    let hits: Vec<serde_json::Value> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            serde_json::json!({"_id": format!("d{i}#0"), "_score": 10.0 - i as f64, "_source": {
+                "text": format!("Passage {i} about installing packages with apt."), "title": format!("Title {i}"),
+                "url": url, "doc_id": format!("d{i}")}})
+        })
+        .collect();
+    let peer = Scripted::start().await;
+    peer.on("POST", "/spindle/_search", Reply::json(serde_json::json!({"hits": {"hits": hits}})));
+    let manifest = derived_manifest(
+        "hostile-urls",
+        &[(r#"{ component = "retriever-bm25" }"#, r#"{ component = "retriever-opensearch" }"#)],
+    );
+    let spindle = Spindle::start(Options {
+        manifest: Some(manifest),
+        ..Options::default().var("opensearch_url", peer.origin.as_str())
+    });
+    let base = spindle.base.clone();
+    let dir = repo_root().join("tests/clients");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(dir.join("chat_page_links.mjs"))
+            .arg(&base)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "browser run failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let shown = shown.as_array().unwrap();
+    assert_eq!(shown.len(), 3, "{shown:?}");
+    let links: Vec<&serde_json::Value> = shown.iter().filter(|s| s["tag"] == "a").collect();
+    assert_eq!(links.len(), 1, "only the https URL is a link: {shown:?}");
+    assert_eq!(links[0]["href"], "https://ok.example/faq");
+    assert!(shown.iter().all(|s| s["text"].as_str().unwrap().starts_with("Title")), "{shown:?}");
 }
