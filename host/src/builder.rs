@@ -17,11 +17,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub fn build_all(app: &App) -> anyhow::Result<()> {
+    build(app, |_| true)
+}
+
+/// Runs the build commands of the components `ids` only (`--watch`).
+pub fn build_some(app: &App, ids: &[String]) -> anyhow::Result<()> {
+    build(app, |id| ids.iter().any(|i| i == id))
+}
+
+fn build(app: &App, wanted: impl Fn(&str) -> bool) -> anyhow::Result<()> {
     let tools = Tools::from_env();
     // Components sharing one command (a cargo workspace build) run it once.
     let mut done: Vec<(String, std::path::PathBuf)> = Vec::new();
     for (id, component) in &app.manifest.component {
-        let Some(build) = &component.build else {
+        let Some(build) = component.build.as_ref().filter(|_| wanted(id)) else {
             continue;
         };
         let dir = app.dir.join(build.workdir.as_deref().unwrap_or("."));

@@ -8,6 +8,7 @@ mod compose;
 mod drain;
 mod index;
 mod kv;
+mod live;
 mod logfile;
 mod manifest;
 mod metrics;
@@ -19,6 +20,7 @@ mod runtime;
 mod server;
 mod spin_api;
 mod variables;
+mod watch;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -60,6 +62,12 @@ struct UpArgs {
     /// Run each component's build command first.
     #[arg(long)]
     build: bool,
+    /// Build first, then watch the manifest, the runtime config, each
+    /// component's `[component.X.build] watch` globs and the sources of
+    /// components without a build command; on a change, rebuild what
+    /// changed and reload without dropping a request.
+    #[arg(long)]
+    watch: bool,
     /// Spin runtime config file; its `[key_value_store.default]` may point
     /// the default store at Redis (`type = "redis"`, `url = "redis://..."`).
     #[arg(long)]
@@ -160,8 +168,8 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Build { manifest } => builder::build_all(&manifest::App::load(&manifest)?),
             Command::Check(args) => {
-                let (app, server) = prepare(&args)?;
-                eprintln!("{}: OK, {} route(s)", app.path.display(), server.routes.len());
+                let (app, server) = prepare(&args).await?;
+                eprintln!("{}: OK, {} route(s)", app.path.display(), server.live.current().routes.len());
                 Ok(())
             }
             Command::Up(args) => up(args).await,
@@ -170,10 +178,10 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-fn prepare(args: &UpArgs) -> anyhow::Result<(manifest::App, server::Server)> {
-    let app = manifest::App::load(&args.manifest)?;
-    if args.build {
-        builder::build_all(&app)?;
+async fn prepare(args: &UpArgs) -> anyhow::Result<(Arc<manifest::App>, server::Server)> {
+    let app = Arc::new(manifest::App::load(&args.manifest)?);
+    if args.build || args.watch {
+        tokio::task::block_in_place(|| builder::build_all(&app))?;
     }
     let cache = (args.cache_dir != "none").then(|| app.dir.join(&args.cache_dir));
     let logs = (args.log_dir != "none").then(|| app.dir.join(&args.log_dir));
@@ -188,9 +196,9 @@ fn prepare(args: &UpArgs) -> anyhow::Result<(manifest::App, server::Server)> {
         max_header_bytes: args.max_header_kib.max(1) << 10,
         public_pages: args.public_pages,
     };
-    let stores = kv::Stores::load(args.runtime_config_file.as_deref())?;
-    let server = app::load(&app, cache.as_deref(), &args.limits(), settings, observer, stores)?;
-    Ok((app, server))
+    let platform = app::Platform::new(cache.as_deref(), &args.limits(), observer)?;
+    let live = live::LiveApp::start(platform, &app, args.runtime_config_file.as_deref()).await?;
+    Ok((app, server::Server::new(Arc::new(live), settings)))
 }
 
 /// Binds with a deep accept backlog: bursts of thousands of SSE clients
@@ -214,8 +222,30 @@ async fn shutdown_signal() {
     }
 }
 
+/// SIGHUP reloads the app from disk (no rebuild).
+async fn reload_on_hangup(live: Arc<live::LiveApp>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler: reload with POST /admin/reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        // The outcome is logged and counted by the reload itself.
+        let _ = live.reload(live::Rebuild::Nothing, "SIGHUP").await;
+    }
+}
+
 async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let (app, server) = tokio::task::block_in_place(|| prepare(&args))?;
+    let (app, server) = prepare(&args).await?;
+    let server = Arc::new(server);
+    tokio::spawn(reload_on_hangup(server.live.clone()));
+    if args.watch {
+        let (live, rc) = (server.live.clone(), args.runtime_config_file.clone());
+        tokio::spawn(async move {
+            if let Err(e) = watch::run(live, rc).await {
+                tracing::error!("file watch stopped: {e:#}");
+            }
+        });
+    }
     let listener = listen(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("Serving http://{addr}");
@@ -225,5 +255,6 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     println!("  host: http://{addr}/healthz, http://{addr}/readyz, http://{addr}/metrics");
     println!("Chat page: http://{addr}/  API docs: http://{addr}/docs  (API: /api/chat/stream, /v1/chat/completions)");
-    server::serve(listener, Arc::new(server), shutdown_signal()).await
+    println!("Revision {}: reload with SIGHUP or POST /admin/reload", server.live.current().revision);
+    server::serve(listener, server, shutdown_signal()).await
 }

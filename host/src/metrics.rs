@@ -44,6 +44,8 @@ pub struct Metrics {
     pub outbound: Family<OutcomeLabels, Counter>,
     pub answer_cache: Family<OutcomeLabels, Counter>,
     pub records_dropped: Counter,
+    pub reloads: Family<OutcomeLabels, Counter>,
+    pub apps_loaded: Gauge,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -108,6 +110,14 @@ impl Metrics {
             "Request records not logged because the log writer fell behind",
             records_dropped.clone(),
         );
+        let reloads = Family::<OutcomeLabels, Counter>::default();
+        registry.register("reloads", "App reloads by outcome (ok, failed)", reloads.clone());
+        let apps_loaded = Gauge::default();
+        registry.register(
+            "apps_loaded",
+            "Loaded apps: the serving one, plus replaced ones whose streams are still open",
+            apps_loaded.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -123,6 +133,8 @@ impl Metrics {
             outbound,
             answer_cache,
             records_dropped,
+            reloads,
+            apps_loaded,
         }
     }
 

@@ -147,7 +147,7 @@ fn access_line(r: &Record) -> Value {
     let s = &r.started;
     json!({
         "time": timestamp(s.time), "id": s.id, "method": s.method, "path": s.path, "component": s.component,
-        "status": r.status, "duration_ms": (r.duration_s * 1000.0).round(), "first_byte_ms": r.first_byte_s.map(|s| (s * 1000.0).round()),
+        "revision": s.revision, "status": r.status, "duration_ms": (r.duration_s * 1000.0).round(), "first_byte_ms": r.first_byte_s.map(|s| (s * 1000.0).round()),
         "bytes": r.bytes, "complete": r.complete,
     })
 }
@@ -162,7 +162,7 @@ fn query_line(r: &Record) -> Option<Value> {
     };
     let done = r.done();
     Some(json!({
-        "time": timestamp(s.time), "id": s.id, "route": s.path, "query": s.query, "status": r.status,
+        "time": timestamp(s.time), "id": s.id, "route": s.path, "query": s.query, "revision": s.revision, "status": r.status,
         "outcome": outcome,
         "timings_ms": done.map(|d| &d.timings_ms), "usage": done.and_then(|d| d.usage),
         "generator": done.map(|d| &d.generator), "fallback": done.and_then(|d| d.fallback.as_ref()),
@@ -180,6 +180,8 @@ pub struct Started {
     pub component: String,
     /// The question, as the app validated it (from its response head).
     pub query: Option<String>,
+    /// The revision of the app that answered.
+    pub revision: String,
 }
 
 /// A response body on its way to the client: measured as it streams, and
@@ -199,6 +201,8 @@ struct Tap {
     ended: bool,
     observer: Observer,
     _guard: Guard,
+    /// What must live as long as the stream: the app producing it.
+    _app: Arc<dyn Send + Sync>,
 }
 
 impl<B> TappedBody<B> {
@@ -209,9 +213,11 @@ impl<B> TappedBody<B> {
         end: Option<End>,
         observer: Observer,
         guard: Guard,
+        app: Arc<dyn Send + Sync>,
     ) -> Self {
         observer.metrics.open_streams.inc();
-        let tap = Tap { started, status, end, first_byte: None, bytes: 0, ended: false, observer, _guard: guard };
+        let tap =
+            Tap { started, status, end, first_byte: None, bytes: 0, ended: false, observer, _guard: guard, _app: app };
         TappedBody { inner, tap: Some(tap) }
     }
 }
@@ -278,6 +284,7 @@ mod tests {
             path: "/api/chat/stream".into(),
             component: "gateway".into(),
             query: None,
+            revision: "0123456789ab".into(),
         };
         Record { started, status: 200, duration_s: 0.01, first_byte_s: None, bytes: 10, complete: true, end: None }
     }

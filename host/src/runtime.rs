@@ -209,6 +209,14 @@ impl ComponentRuntime {
         Ok(ComponentRuntime { id: id.to_string(), engine: engine.clone(), pre: ProxyPre::P3(pre), config, limits })
     }
 
+    /// Instantiates once and drops the instance: a component that traps
+    /// while starting fails here, before it serves.
+    pub async fn try_instance(&self) -> anyhow::Result<()> {
+        let mut store = self.new_store();
+        self.pre.instantiate_async(&mut store).await.map_err(anyhow::Error::from)?;
+        Ok(())
+    }
+
     fn new_store(&self) -> Store<StoreData> {
         let mut wasi = WasiCtx::builder();
         let budget = Arc::new(Mutex::new(OutputBudget::new(&self.id, self.limits.output_bytes_per_sec)));
@@ -347,8 +355,22 @@ impl WorkerState for Worker {
             tracing::warn!(component = %self.id, "instance ended with an error: {e:?}");
         }
         drop(store);
-        self.instances.dec();
+        if self.instances.dec() == 1 {
+            release_freed_heap();
+        }
     }
+}
+
+/// Hands freed heap pages back to the system once the last instance is
+/// gone (the app is idle, or a replaced app has drained). glibc's malloc
+/// keeps them otherwise: after a load peak with two apps loaded, the
+/// process stayed 18% above its earlier idle size without this.
+fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    std::thread::spawn(|| {
+        // SAFETY: malloc_trim only returns free pages; it is thread-safe.
+        unsafe { libc::malloc_trim(0) };
+    });
 }
 
 /// The handler type the server routes to.

@@ -7,9 +7,9 @@
 
 use crate::cancel::{Guard, Registry};
 use crate::drain::Drainable;
+use crate::live::{LiveApp, Rebuild};
 use crate::observe::{Observer, Started, TappedBody};
-use crate::routes::{self, Pattern};
-use crate::runtime::Handler;
+use crate::routes;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -20,6 +20,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use spindle_wire::headers as wire_headers;
 use spindle_wire::{Encoding, Tracker};
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -61,7 +62,7 @@ fn is_page(method: &http::Method, path: &str) -> bool {
 
 /// Everything a request needs.
 pub struct Server {
-    pub routes: Vec<(Pattern, String, Arc<Handler>)>,
+    pub live: Arc<LiveApp>,
     cancel: Registry,
     observer: Observer,
     settings: Settings,
@@ -71,13 +72,9 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(
-        routes: Vec<(Pattern, String, Arc<Handler>)>,
-        cancel: Registry,
-        observer: Observer,
-        settings: Settings,
-    ) -> Self {
-        Server { routes, cancel, observer, settings, draining: AtomicBool::new(false), cut: CancellationToken::new() }
+    pub fn new(live: Arc<LiveApp>, settings: Settings) -> Self {
+        let (cancel, observer) = (live.platform.cancel.clone(), live.platform.observer.clone());
+        Server { live, cancel, observer, settings, draining: AtomicBool::new(false), cut: CancellationToken::new() }
     }
 
     fn cors(&self) -> Option<CorsLayer> {
@@ -146,7 +143,7 @@ fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-async fn handle(server: Arc<Server>, mut req: http::Request<Incoming>) -> http::Response<WasiBody> {
+async fn handle(server: Arc<Server>, peer: SocketAddr, mut req: http::Request<Incoming>) -> http::Response<WasiBody> {
     let started_at = Instant::now();
     let id = match req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
         Some(v) if !v.is_empty() && v.len() <= 128 && v.is_ascii() => v.to_string(),
@@ -177,18 +174,24 @@ async fn handle(server: Arc<Server>, mut req: http::Request<Incoming>) -> http::
     // exited on whichever thread resumes the task, which corrupted the
     // span stacks and panicked worker threads (dropping their connections)
     // under load.
-    let response = route(&server, req, &id, &path, started_at, guard).instrument(span).await;
+    let response = route(&server, req, peer, &id, &path, started_at, guard).instrument(span).await;
     with_id(response, &id)
 }
 
-/// The host's own routes (GET or HEAD).
+/// The host's own routes: GET or HEAD on the probes and metrics, POST on
+/// the reload.
 fn host_route(method: &http::Method, path: &str) -> bool {
-    (method == http::Method::GET || method == http::Method::HEAD) && matches!(path, "/healthz" | "/readyz" | "/metrics")
+    ((method == http::Method::GET || method == http::Method::HEAD)
+        && matches!(path, "/healthz" | "/readyz" | "/metrics"))
+        || (method == http::Method::POST && path == RELOAD_PATH)
 }
+
+const RELOAD_PATH: &str = "/admin/reload";
 
 async fn route(
     server: &Arc<Server>,
     req: http::Request<Incoming>,
+    peer: SocketAddr,
     id: &str,
     path: &str,
     started_at: Instant,
@@ -217,8 +220,13 @@ async fn route(
             server.observer.metrics.encode(),
         );
     }
+    if host_route(req.method(), path) && path == RELOAD_PATH {
+        return reload(server, peer).await;
+    }
+    // The app this request runs on, to its end, whatever reloads meanwhile.
+    let app = server.live.current();
     let Some((component, handler)) =
-        routes::best_by(&server.routes, path, |(p, _, _)| p).map(|(_, c, h)| (c.clone(), h.clone()))
+        routes::best_by(&app.routes, path, |(p, _, _)| p).map(|(_, c, h)| (c.clone(), h.clone()))
     else {
         return json_error(404, "not_found", &format!("no route for {path}"));
     };
@@ -230,6 +238,7 @@ async fn route(
     if let Ok(uri) = http::Uri::builder().scheme("http").authority(host).path_and_query(pq).build() {
         parts.uri = uri;
     }
+    parts.headers.insert(wire_headers::REVISION, app.revision.parse().expect("a hex revision is a valid header"));
     let req = http::Request::from_parts(parts, body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
     let mut started = Started {
         id: id.to_string(),
@@ -239,6 +248,7 @@ async fn route(
         path: path.to_string(),
         component: component.clone(),
         query: None,
+        revision: app.revision.clone(),
     };
     // Dropped with the response body, or with this future if the client
     // leaves before the response starts: either way outbound calls stop.
@@ -271,13 +281,29 @@ async fn route(
             let observer = server.observer.clone();
             res.map(|body| {
                 let body = Drainable::new(body, tracker, cut, deadline);
-                TappedBody::new(body, started, status, end, observer, guard).boxed_unsync()
+                TappedBody::new(body, started, status, end, observer, guard, app.clone()).boxed_unsync()
             })
         }
         Err(e) => {
             tracing::error!(component = %component, "component failed: {e:?}");
             json_error(500, "internal_error", "the component failed while handling this request")
         }
+    }
+}
+
+/// `POST /admin/reload`: with API keys configured, any holder of a key
+/// (checked before this); without, only from the machine itself.
+async fn reload(server: &Arc<Server>, peer: SocketAddr) -> http::Response<WasiBody> {
+    if server.settings.api_keys.is_empty() && !peer.ip().to_canonical().is_loopback() {
+        return json_error(
+            403,
+            "forbidden",
+            "reloading needs an API key (--api-key) or a request from the machine itself",
+        );
+    }
+    match server.live.reload(Rebuild::Nothing, "admin").await {
+        Ok(done) => full(200, "application/json", serde_json::to_string(&done).expect("a report serialises")),
+        Err(e) => json_error(422, "reload_failed", &format!("{e:#}; still serving the previous app")),
     }
 }
 
@@ -300,9 +326,9 @@ pub async fn serve(
     let cors = server.cors();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
                     tracing::warn!("accept failed: {e}");
@@ -317,7 +343,7 @@ pub async fn serve(
         let server = server.clone();
         let service = ServiceBuilder::new().option_layer(cors.clone()).service_fn(move |req| {
             let server = server.clone();
-            async move { Ok::<_, Infallible>(handle(server, req).await) }
+            async move { Ok::<_, Infallible>(handle(server, peer, req).await) }
         });
         // HTTP/1 only: detecting HTTP/2 first would wait for the client's
         // first bytes with no timeout at all.

@@ -94,7 +94,10 @@ impl Spindle {
         ensure_components_built();
         let manifest = opts.manifest.clone().unwrap_or_else(|| repo_root().join("spin.toml"));
         let mut cmd = Command::new(spindle_bin());
-        cmd.args(["up", "--listen", "127.0.0.1:0", "--manifest"]).arg(&manifest);
+        cmd.args(["up", "--manifest"]).arg(&manifest);
+        if !opts.extra_args.iter().any(|a| a == "--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
         cmd.args(&opts.extra_args);
         for (k, v) in &opts.variables {
             cmd.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);

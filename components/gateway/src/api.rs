@@ -7,6 +7,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::{BoxBody, Request, Response, box_body};
+use spindle_wire::headers;
 
 /// A validated question.
 #[derive(Debug)]
@@ -16,6 +17,27 @@ pub struct ChatRequest {
     pub top_k: u32,
     pub filters: Vec<(String, String)>,
     pub request_id: String,
+    /// The app's revision, from the host's [`headers::REVISION`].
+    pub revision: Option<String>,
+}
+
+/// Who asks, from the request head: its id and the revision of the app
+/// the host routed it to.
+pub struct Caller {
+    pub request_id: String,
+    pub revision: Option<String>,
+}
+
+impl Caller {
+    pub fn of(req: &Request) -> Caller {
+        let revision = req
+            .headers()
+            .get(headers::REVISION)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 64)
+            .map(str::to_string);
+        Caller { request_id: request_id(req), revision }
+    }
 }
 
 /// A failure to report as an HTTP status with a JSON body.
@@ -90,7 +112,7 @@ pub fn request_id(req: &Request) -> String {
 }
 
 pub async fn parse(req: Request) -> Result<ChatRequest, ApiError> {
-    let request_id = request_id(&req);
+    let caller = Caller::of(&req);
     let (query, history, top_k, filters) = if req.method() == spin_sdk::http::Method::GET {
         let params = query_params(req.uri().query().unwrap_or(""));
         let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
@@ -134,7 +156,7 @@ pub async fn parse(req: Request) -> Result<ChatRequest, ApiError> {
             .collect::<Result<Vec<_>, _>>()?;
         (body.query, history, body.top_k, body.filters.into_iter().collect())
     };
-    validate(query, history, top_k, filters, request_id)
+    validate(query, history, top_k, filters, caller)
 }
 
 pub fn validate(
@@ -142,7 +164,7 @@ pub fn validate(
     history: Vec<Message>,
     top_k: Option<i64>,
     filters: Vec<(String, String)>,
-    request_id: String,
+    caller: Caller,
 ) -> Result<ChatRequest, ApiError> {
     let query = query.map(|q| q.trim().to_string()).unwrap_or_default();
     if query.is_empty() {
@@ -177,7 +199,8 @@ pub fn validate(
     if filters.len() > MAX_FILTERS {
         return Err(ApiError::bad_request("invalid_filters", format!("at most {MAX_FILTERS} filters")));
     }
-    Ok(ChatRequest { query, history, top_k: top_k as u32, filters, request_id })
+    let Caller { request_id, revision } = caller;
+    Ok(ChatRequest { query, history, top_k: top_k as u32, filters, request_id, revision })
 }
 
 pub async fn read_body(req: Request) -> Result<Vec<u8>, ApiError> {

@@ -62,7 +62,8 @@ fn key(req: &ChatRequest, model: &str) -> String {
     // SipHash with fixed keys: stable for a given build, which is all a
     // cache key needs (a new toolchain at worst causes misses).
     let mut h = std::hash::DefaultHasher::new();
-    (normalise(&req.query), req.top_k, &req.filters, model).hash(&mut h);
+    // Another revision of the app may answer differently.
+    (normalise(&req.query), req.top_k, &req.filters, model, &req.revision).hash(&mut h);
     format!("spindle:answer:v1:{:016x}", h.finish())
 }
 

@@ -96,7 +96,7 @@ pub async fn models() -> Response<BoxBody> {
 }
 
 async fn parse(req: Request) -> Result<(ChatRequest, bool, bool), Response<BoxBody>> {
-    let request_id = api::request_id(&req);
+    let caller = api::Caller::of(&req);
     let body = api::read_body(req).await.map_err(|e| error(e.status, e.code, &e.message))?;
     let body: CompletionRequest =
         serde_json::from_slice(&body).map_err(|e| error(400, "invalid_json", &format!("invalid request body: {e}")))?;
@@ -121,7 +121,7 @@ async fn parse(req: Request) -> Result<(ChatRequest, bool, bool), Response<BoxBo
     let history =
         messages[..last_user].iter().map(|(role, content)| Message { role: *role, content: content.clone() }).collect();
     let include_usage = body.stream_options.is_some_and(|o| o.include_usage);
-    let chat = api::validate(Some(query), history, body.top_k, body.filters.into_iter().collect(), request_id)
+    let chat = api::validate(Some(query), history, body.top_k, body.filters.into_iter().collect(), caller)
         .map_err(|e| error(e.status, e.code, &e.message))?;
     Ok((chat, body.stream, include_usage))
 }

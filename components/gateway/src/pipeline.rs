@@ -154,6 +154,7 @@ async fn start(req: ChatRequest, sink: &mut impl Sink) -> Result<Option<Answer>,
         request_id: req.request_id.clone(),
         model: model.clone(),
         generator: generator_name,
+        revision: req.revision.clone(),
     }))
     .await?;
     let cache = Cache::open().await;

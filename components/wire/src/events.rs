@@ -16,6 +16,11 @@ pub struct Meta {
     pub request_id: String,
     pub model: String,
     pub generator: String,
+    /// The revision of the app answering, when the host names it (a hash
+    /// of its composed steps, routes and variables; it changes with every
+    /// reload that changes the app).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 /// One passage the answer may cite.

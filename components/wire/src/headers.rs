@@ -17,6 +17,13 @@ pub const QUERY: &str = "x-spindle-query";
 /// last event instead. The host removes it before the response leaves.
 pub const END: &str = "x-spindle-end";
 
+/// The revision of the app serving a request (a hash of its composed
+/// components, routes and variables), set by the host on every request it
+/// routes to the app, replacing any the client sent. The app reports it in
+/// `meta` and keys its answer cache with it. Absent under a host that does
+/// not set it.
+pub const REVISION: &str = "x-spindle-revision";
+
 /// Longest question carried in [`QUERY`], in characters.
 pub const MAX_QUERY_CHARS: usize = 500;
 

@@ -185,7 +185,8 @@ mod tests {
     }
 
     fn answer(encoder: &mut impl Encoder, text: &str, last: Event) -> Vec<String> {
-        let meta = Event::Meta(Meta { request_id: "r".into(), model: "m".into(), generator: "openai".into() });
+        let meta =
+            Event::Meta(Meta { request_id: "r".into(), model: "m".into(), generator: "openai".into(), revision: None });
         [meta, Event::Sources(vec![]), Event::Text(text.into()), last]
             .iter()
             .map(|e| {
@@ -321,7 +322,7 @@ mod tests {
             ) {
                 let encoding = if openai { Encoding::OpenAi } else { Encoding::Spindle };
                 let mut encoder = encoder(encoding);
-                let meta = Event::Meta(Meta { request_id: "r".into(), model: "m".into(), generator: "g".into() });
+                let meta = Event::Meta(Meta { request_id: "r".into(), model: "m".into(), generator: "g".into(), revision: None });
                 let frames: Vec<String> = std::iter::once(meta)
                     .chain(texts.into_iter().map(Event::Text))
                     .map(|e| {
