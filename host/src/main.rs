@@ -4,6 +4,7 @@
 mod app;
 mod builder;
 mod cancel;
+mod check_step;
 mod compose;
 mod drain;
 mod index;
@@ -46,6 +47,9 @@ enum Command {
     },
     /// Check the manifest, compose and compile its components, then exit.
     Check(UpArgs),
+    /// Run one step component alone against its contract and print a
+    /// pass/fail table (non-zero exit if any check fails).
+    CheckStep(check_step::CheckStepArgs),
     /// Load a JSON-lines corpus into the keyword index and vector store the
     /// manifest's variables configure.
     Index(index::IndexArgs),
@@ -173,6 +177,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Up(args) => up(args).await,
+            Command::CheckStep(args) => check_step::run(args).await,
             Command::Index(args) => tokio::task::block_in_place(|| index::run(args)),
         }
     })

@@ -125,8 +125,55 @@ pub struct StoreData {
     hooks: Outbound,
     variables: ComponentVariables,
     kv: KvContext,
-    limits: StoreLimits,
+    limits: Limiter,
     busy: Busy,
+}
+
+impl StoreData {
+    /// Bytes the instance's memories have grown by since it started.
+    pub fn memory_grown(&self) -> usize {
+        self.limits.grown
+    }
+}
+
+/// The memory limit, counting what the instance's memories grow by.
+struct Limiter {
+    limits: StoreLimits,
+    grown: usize,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.grown += desired.saturating_sub(current);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 /// When the instance's current stretch of running wasm began, as seen by
@@ -218,54 +265,63 @@ impl ComponentRuntime {
     }
 
     fn new_store(&self) -> Store<StoreData> {
-        let mut wasi = WasiCtx::builder();
-        let budget = Arc::new(Mutex::new(OutputBudget::new(&self.id, self.limits.output_bytes_per_sec)));
-        wasi.stdout(LimitedOutput { to: Stdio::Out, budget: budget.clone() })
-            .stderr(LimitedOutput { to: Stdio::Err, budget });
-        for (k, v) in &self.config.environment {
-            wasi.env(k, v);
-        }
-        let data = StoreData {
-            table: ResourceTable::new(),
-            wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            hooks: self.config.outbound.clone(),
-            variables: self.config.variables.clone(),
-            kv: self.config.kv.clone(),
-            limits: StoreLimitsBuilder::new().memory_size(self.limits.max_memory).trap_on_grow_failure(true).build(),
-            busy: Busy { last_tick: Instant::now(), since: Instant::now(), crossings: 0, seen: 0 },
-        };
-        let mut store = Store::new(&self.engine, data);
-        store.limiter(|d| &mut d.limits);
-        // At every epoch tick running wasm yields to other work, so a
-        // CPU-heavy step does not hold a thread; a stretch of running longer
-        // than the CPU limit is a runaway and traps the instance.
-        let cpu_limit = self.limits.cpu_limit;
-        store.call_hook(|mut ctx, hook| {
-            // Only calls into wasm and returns from it: the epoch tick is
-            // itself a call out to the host, made by the runaway loop too.
-            if matches!(hook, CallHook::CallingWasm | CallHook::ReturningFromWasm) {
-                ctx.data_mut().busy.crossings += 1;
-            }
-            Ok(())
-        });
-        store.epoch_deadline_callback(move |mut ctx| {
-            let now = Instant::now();
-            let busy = &mut ctx.data_mut().busy;
-            if busy.crossings != busy.seen || now.duration_since(busy.last_tick) > EPOCH_TICK * 5 {
-                busy.since = now;
-                busy.seen = busy.crossings;
-            }
-            busy.last_tick = now;
-            if now.duration_since(busy.since) > cpu_limit {
-                tracing::warn!("an instance ran wasm for over {cpu_limit:?} without pausing: stopping it");
-                return Ok(UpdateDeadline::Interrupt);
-            }
-            Ok(UpdateDeadline::Yield(1))
-        });
-        store.set_epoch_deadline(1);
-        store
+        new_store(&self.engine, &self.id, &self.config, &self.limits)
     }
+}
+
+/// A store for one instance of component `id`, with its sandbox: memory
+/// limit, CPU limit, output budget, outbound rules and variables.
+pub fn new_store(engine: &Engine, id: &str, config: &ComponentConfig, limits: &Limits) -> Store<StoreData> {
+    let mut wasi = WasiCtx::builder();
+    let budget = Arc::new(Mutex::new(OutputBudget::new(id, limits.output_bytes_per_sec)));
+    wasi.stdout(LimitedOutput { to: Stdio::Out, budget: budget.clone() })
+        .stderr(LimitedOutput { to: Stdio::Err, budget });
+    for (k, v) in &config.environment {
+        wasi.env(k, v);
+    }
+    let data = StoreData {
+        table: ResourceTable::new(),
+        wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
+        hooks: config.outbound.clone(),
+        variables: config.variables.clone(),
+        kv: config.kv.clone(),
+        limits: Limiter {
+            limits: StoreLimitsBuilder::new().memory_size(limits.max_memory).trap_on_grow_failure(true).build(),
+            grown: 0,
+        },
+        busy: Busy { last_tick: Instant::now(), since: Instant::now(), crossings: 0, seen: 0 },
+    };
+    let mut store = Store::new(engine, data);
+    store.limiter(|d| &mut d.limits);
+    // At every epoch tick running wasm yields to other work, so a
+    // CPU-heavy step does not hold a thread; a stretch of running longer
+    // than the CPU limit is a runaway and traps the instance.
+    let cpu_limit = limits.cpu_limit;
+    store.call_hook(|mut ctx, hook| {
+        // Only calls into wasm and returns from it: the epoch tick is
+        // itself a call out to the host, made by the runaway loop too.
+        if matches!(hook, CallHook::CallingWasm | CallHook::ReturningFromWasm) {
+            ctx.data_mut().busy.crossings += 1;
+        }
+        Ok(())
+    });
+    store.epoch_deadline_callback(move |mut ctx| {
+        let now = Instant::now();
+        let busy = &mut ctx.data_mut().busy;
+        if busy.crossings != busy.seen || now.duration_since(busy.last_tick) > EPOCH_TICK * 5 {
+            busy.since = now;
+            busy.seen = busy.crossings;
+        }
+        busy.last_tick = now;
+        if now.duration_since(busy.since) > cpu_limit {
+            tracing::warn!("an instance ran wasm for over {cpu_limit:?} without pausing: stopping it");
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store.set_epoch_deadline(1);
+    store
 }
 
 impl HandlerState for ComponentRuntime {

@@ -96,6 +96,12 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 #[derive(Debug, Clone, Default)]
 pub struct ComponentVariables(Arc<HashMap<String, String>>);
 
+impl From<HashMap<String, String>> for ComponentVariables {
+    fn from(values: HashMap<String, String>) -> Self {
+        ComponentVariables(Arc::new(values))
+    }
+}
+
 impl ComponentVariables {
     fn get(&self, name: &str) -> Result<String, wit::Error> {
         if check_name(name).is_err() {

@@ -38,10 +38,13 @@ pub fn derived_manifest(name: &str, replacements: &[(&str, &str)]) -> PathBuf {
         assert!(text.contains(from), "spin.toml no longer contains {from:?}");
         text = text.replace(from, to);
     }
-    let text = text.replace("source = \"target/", &format!("source = \"{}/target/", root.display())).replace(
-        "[component.gateway.build]\n",
-        &format!("[component.gateway.build]\nworkdir = \"{}\"\n", root.display()),
-    );
+    let text = text
+        .replace("source = \"target/", &format!("source = \"{}/target/", root.display()))
+        .replace("workdir = \"components/", &format!("workdir = \"{}/components/", root.display()))
+        .replace(
+            "[component.gateway.build]\n",
+            &format!("[component.gateway.build]\nworkdir = \"{}\"\n", root.display()),
+        );
     let dir = std::env::temp_dir().join(format!("spindle-manifest-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("spin.toml");

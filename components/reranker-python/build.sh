@@ -1,0 +1,19 @@
+#!/bin/sh
+# Builds the Python reranker with componentize-py, which is installed (the
+# pinned version, from PyPI) into target/step-tools/python the first time.
+# Does nothing when the component is newer than every input.
+set -eu
+cd "$(dirname "$0")"
+root=$(cd ../.. && pwd)
+out=$root/target/wasm32-wasip2/release/reranker_python.wasm
+tools=$root/target/step-tools/python
+if [ ! -x "$tools/bin/componentize-py" ] || [ requirements.txt -nt "$tools/bin/componentize-py" ]; then
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
+  touch "$tools/bin/componentize-py"
+fi
+if [ -f "$out" ] && [ -z "$(find app.py wit/step.wit "$root/wit/types" "$root/wit/reranker" -newer "$out" -print -quit)" ]; then
+  exit 0
+fi
+mkdir -p "$(dirname "$out")"
+"$tools/bin/componentize-py" -d wit -w step componentize app -o "$out"
