@@ -170,3 +170,77 @@ async fn rust_steps_are_replaced_by_python_and_javascript_under_load_without_a_f
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pipelines_in_one_app_each_use_their_own_steps_and_variables() {
+    ensure_components_built();
+    let upstream = Upstream::start_with(Behaviour::tokens(3, 5, 5), true).await;
+    // The knowledge base's keyword engine.
+    let engine = spindle_testkit::scripted::Scripted::start().await;
+    let hits: Vec<serde_json::Value> = ["kb-1", "kb-2", "kb-3"]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            serde_json::json!({"_id": format!("{id}#0"), "_score": 10.0 - i as f64, "_source": {
+                "text": format!("Knowledge base page {id}: how to request a laptop."), "title": format!("KB {id}"),
+                "doc_id": id, "lang": "en"}})
+        })
+        .collect();
+    engine.on(
+        "POST",
+        "/team-kb/_search",
+        spindle_testkit::scripted::Reply::json(
+            serde_json::json!({"took": 1, "hits": {"total": {"value": 3}, "hits": hits}}),
+        ),
+    );
+    let spindle = Spindle::start(Options {
+        manifest: Some(repo_root().join("examples/two-pipelines/spin.toml")),
+        extra_args: vec![
+            "--cache-dir".into(),
+            repo_root().join("target/spindle-cache").display().to_string(),
+            "--log-dir".into(),
+            "none".into(),
+        ],
+        ..Options::default()
+            .llm(&upstream.origin)
+            .var("kb_opensearch_url", &engine.origin)
+            .var("kb_opensearch_index", "team-kb")
+    });
+    let ask = |path: &'static str| {
+        let url = spindle.url(path);
+        async move {
+            let mut s = client::get(&url).await;
+            assert_eq!(s.status, 200, "{url}");
+            s.events().await
+        }
+    };
+    // The FAQ at `/`: the embedded Debian FAQ, the default prompt.
+    let faq = ask("/api/chat/stream?query=how+do+I+install+a+package").await;
+    let ids: Vec<String> =
+        client::data(&faq, "sources").as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().into()).collect();
+    assert!(ids.iter().all(|id| id.starts_with("en:")), "FAQ sources: {ids:?}");
+    // The knowledge base at `/kb/`: its own engine and index, the Python
+    // reranker (scores n, n-1, ...) and the JavaScript prompt.
+    let kb = ask("/kb/api/chat/stream?query=how+do+I+request+a+laptop&top_k=3").await;
+    let sources = client::data(&kb, "sources");
+    let ids: Vec<&str> = sources.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert!(ids.iter().all(|id| id.starts_with("kb-")), "KB sources: {sources}");
+    let scores: Vec<f64> = sources.as_array().unwrap().iter().map(|s| s["score"].as_f64().unwrap()).collect();
+    assert_eq!(scores, [3.0, 2.0, 1.0]);
+    assert_eq!(engine.requests("/team-kb/_search").len(), 1, "only the KB pipeline called the engine");
+    let systems: Vec<String> = upstream
+        .log
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .map(|r| r["messages"][0]["content"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(systems.len(), 2);
+    assert!(!systems[0].contains("bullet points") && systems[1].contains("bullet points"), "{systems:?}");
+    // Each pipeline serves its own page and API under its route.
+    let page = client::get(&spindle.url("/kb/")).await;
+    assert_eq!(page.status, 200);
+    let missing = client::get(&spindle.url("/kb/nothing-here")).await;
+    assert_eq!(missing.status, 404);
+}

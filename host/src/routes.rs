@@ -17,6 +17,23 @@ impl Pattern {
         }
     }
 
+    /// The part of `path` below the route, as Spin's `spin-path-info`
+    /// header gives it: what a component serving several routes (or one
+    /// under a prefix) routes on.
+    pub fn path_info<'a>(&self, path: &'a str) -> &'a str {
+        match self {
+            Pattern::Exact(_) => "",
+            Pattern::Prefix(p) => path.strip_prefix(p.as_str()).unwrap_or(path),
+        }
+    }
+
+    /// The route without its wildcard (`spin-component-route`).
+    pub fn base(&self) -> &str {
+        match self {
+            Pattern::Exact(p) | Pattern::Prefix(p) => p,
+        }
+    }
+
     /// Specificity when it matches `path`: longer is more specific, exact
     /// beats a wildcard of the same length.
     fn score(&self, path: &str) -> Option<usize> {
@@ -50,5 +67,14 @@ mod tests {
         assert_eq!(best("/api/x"), Some("x"));
         assert_eq!(best("/apix"), Some("all"));
         assert!(best_by(&[(Pattern::parse("/a"), 1)], "/b", |(p, _)| p).is_none());
+    }
+
+    #[test]
+    fn path_info_is_the_path_below_the_route() {
+        assert_eq!(Pattern::parse("/...").path_info("/api/chat/stream"), "/api/chat/stream");
+        assert_eq!(Pattern::parse("/kb/...").path_info("/kb/api/chat/stream"), "/api/chat/stream");
+        assert_eq!(Pattern::parse("/kb/...").path_info("/kb"), "");
+        assert_eq!(Pattern::parse("/exact").path_info("/exact"), "");
+        assert_eq!(Pattern::parse("/kb/...").base(), "/kb");
     }
 }

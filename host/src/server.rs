@@ -225,8 +225,8 @@ async fn route(
     }
     // The app this request runs on, to its end, whatever reloads meanwhile.
     let app = server.live.current();
-    let Some((component, handler)) =
-        routes::best_by(&app.routes, path, |(p, _, _)| p).map(|(_, c, h)| (c.clone(), h.clone()))
+    let Some((pattern, component, handler)) =
+        routes::best_by(&app.routes, path, |(p, _, _)| p).map(|(p, c, h)| (p.clone(), c.clone(), h.clone()))
     else {
         return json_error(404, "not_found", &format!("no route for {path}"));
     };
@@ -239,6 +239,13 @@ async fn route(
         parts.uri = uri;
     }
     parts.headers.insert(wire_headers::REVISION, app.revision.parse().expect("a hex revision is a valid header"));
+    // Spin's routing headers, so one component can serve under any route.
+    for (name, value) in [("spin-path-info", pattern.path_info(path)), ("spin-component-route", pattern.base())] {
+        match http::HeaderValue::from_str(value) {
+            Ok(v) => parts.headers.insert(name, v),
+            Err(_) => parts.headers.remove(name),
+        };
+    }
     let req = http::Request::from_parts(parts, body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
     let mut started = Started {
         id: id.to_string(),

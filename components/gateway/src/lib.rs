@@ -57,7 +57,13 @@ const ROUTES: &[(&str, &str)] = &[
 
 #[spin_sdk::http_service]
 async fn handle(req: Request) -> impl IntoResponse {
-    let path = req.uri().path().to_string();
+    // Below the route this gateway serves (Spin and spindle both say it),
+    // so a second pipeline can live under a prefix such as `/kb/...`.
+    let path = match req.headers().get("spin-path-info").and_then(|v| v.to_str().ok()) {
+        Some("") => "/".to_string(),
+        Some(info) => info.to_string(),
+        None => req.uri().path().to_string(),
+    };
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/api/chat/stream") | (Method::POST, "/api/chat/stream") => sse_route::handle(req).await,
         (Method::POST, "/v1/chat/completions") => openai_route::completions(req).await,
