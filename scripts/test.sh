@@ -36,6 +36,8 @@
 #
 # What the tests read (all exported here; set any of the first group to
 # use servers of your own instead, and then none is started for it):
+#   SPIN              a Spin 4.1+ CLI for the `spin up` suite (tests/spin.rs);
+#                     unset: those tests say so and skip. CI sets it.
 #   SPINDLE_E2E_OPENSEARCH, SPINDLE_E2E_CHROMA, SPINDLE_E2E_EMBEDDINGS,
 #   SPINDLE_E2E_LLM   origins (http://127.0.0.1:PORT) of the four servers
 #   BACKENDS_PYTHON   the backends venv's Python (the Milvus test's servers)
@@ -233,6 +235,7 @@ echo "set-up took $(($(date +%s) - setup_start))s"
 for v in SPINDLE_E2E_OPENSEARCH SPINDLE_E2E_CHROMA SPINDLE_E2E_EMBEDDINGS SPINDLE_E2E_LLM BACKENDS_PYTHON CHROMIUM; do
   echo "$v=${!v}"
 done
+echo "SPIN=${SPIN:-(not set: the spin up suite is skipped)}"
 step "cargo test --release --no-fail-fast $*"
 # In a process group of its own (job control on for this one job), so that
 # an interrupt stops cargo with its test binaries and their servers; stdin

@@ -4,26 +4,8 @@
 mod common;
 
 use common::client;
-use common::spindle::{Options, Spindle, repo_root};
+use common::spindle::{Options, Spindle};
 use common::upstream::{Behaviour, Upstream};
-use std::process::Command;
-
-fn run_client(program: &str, script: &str, base: &str) -> serde_json::Value {
-    let dir = repo_root().join("tests/clients");
-    let out = Command::new(program)
-        .arg(dir.join(script))
-        .arg(base)
-        .current_dir(&dir)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {script} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} printed no JSON ({e})"))
-}
 
 fn check(seen: &serde_json::Value, who: &str) {
     assert_eq!(seen["models"], serde_json::json!(["fake-model"]), "{who}: {seen}");
@@ -46,9 +28,9 @@ async fn python_and_node_sdks_stream_answers_with_sources() {
     let base = spindle.url("/v1");
     let py = tokio::task::spawn_blocking({
         let base = base.clone();
-        move || run_client("python3", "openai_client.py", &base)
+        move || client::run_sdk_client("python3", "openai_client.py", &base)
     });
-    let node = tokio::task::spawn_blocking(move || run_client("node", "openai_client.mjs", &base));
+    let node = tokio::task::spawn_blocking(move || client::run_sdk_client("node", "openai_client.mjs", &base));
     check(&py.await.unwrap(), "python openai");
     check(&node.await.unwrap(), "npm openai");
 }
@@ -79,8 +61,9 @@ async fn a_stream_the_server_ends_raises_in_the_python_sdk() {
         ..Options::default().llm(&upstream.origin).var("llm_model", "fake-model")
     });
     let base = spindle.url("/v1");
-    let seen =
-        tokio::task::spawn_blocking(move || run_client("python3", "openai_stream_error.py", &base)).await.unwrap();
+    let seen = tokio::task::spawn_blocking(move || client::run_sdk_client("python3", "openai_stream_error.py", &base))
+        .await
+        .unwrap();
     assert_eq!(seen["raised"], "APIError", "{seen}");
     assert!(seen["message"].as_str().unwrap_or("").contains("deadline"), "{seen}");
     assert_eq!(seen["code"], "request_timeout", "{seen}");

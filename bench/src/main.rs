@@ -68,6 +68,10 @@ struct Args {
     /// Where the Markdown report is written (also printed).
     #[arg(long, default_value = "target/bench-report.md")]
     out: PathBuf,
+    /// A Spin CLI (4.1+): also measure the same app under `spin up`, with
+    /// its ratios to the relay and to spindle (and in the soak).
+    #[arg(long)]
+    spin: Option<PathBuf>,
     /// Internal: serve the native relay for the given upstream.
     #[arg(long, hide = true)]
     serve_relay: Option<String>,
@@ -92,12 +96,15 @@ struct Target {
 
 impl Drop for Target {
     fn drop(&mut self) {
+        // Targets lead process groups (`spin up` serves from a child).
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 fn spawn(mut cmd: Command, path: &str) -> anyhow::Result<Target> {
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd.stdout(Stdio::piped());
     let mut child = cmd.spawn()?;
     let out = child.stdout.take().unwrap();
@@ -138,6 +145,30 @@ fn start_spindle(args: &Args, upstream: &str) -> anyhow::Result<Target> {
     let mut target = start_app(args, upstream, &args.manifest, "/api/chat/stream")?;
     target.metrics = Some(target.url.replace("/api/chat/stream", "/metrics"));
     Ok(target)
+}
+
+/// The same app under `spin up`.
+fn start_spin(args: &Args, spin: &std::path::Path, upstream: &str) -> anyhow::Result<Target> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let state = std::env::temp_dir().join(format!("spindle-bench-spin-{}-{port}", std::process::id()));
+    let mut cmd = target_command(spin, args.target_nice);
+    cmd.args(["up", "--listen", &format!("127.0.0.1:{port}"), "--from"])
+        .arg(&args.manifest)
+        .arg("--state-dir")
+        .arg(&state)
+        .env("SPIN_VARIABLE_LLM_URL", format!("{upstream}/v1"))
+        .env("SPIN_VARIABLE_LLM_ORIGIN", upstream)
+        .env("SPIN_VARIABLE_LLM_MODEL", "bench")
+        .env("SPIN_VARIABLE_CACHE_TTL_SECS", "0")
+        // Kept for diagnosis: target/bench-spin.log.
+        .stderr(std::fs::File::create("target/bench-spin.log")?);
+    spawn(cmd, "/api/chat/stream")
+}
+
+/// RSS once idle instances have expired (spindle's after 5 s).
+async fn idle_rss_mb(target: &Target) -> f64 {
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    procstat::sample_tree(target.child.id()).rss_mb
 }
 
 /// The floor manifest, built once by [`run`].
@@ -190,9 +221,9 @@ async fn measure(target: &Target, concurrency: usize, streams: usize) -> Measure
     load::run(&target.url, concurrency.min(100), 200, |_| Kind::Normal).await;
     let pid = target.child.id();
     let metrics_before = step_totals(target).await;
-    let before = procstat::sample(pid);
+    let before = procstat::sample_tree(pid);
     let outcome = load::run(&target.url, concurrency, streams, |_| Kind::Normal).await;
-    let after = procstat::sample(pid);
+    let after = procstat::sample_tree(pid);
     let metrics_after = step_totals(target).await;
     let steps = metrics_after
         .iter()
@@ -234,8 +265,7 @@ fn row(report: &mut String, name: &str, m: &Measured) {
     );
 }
 
-async fn soak(args: &Args, upstream: &str, total: usize, report: &mut String) -> anyhow::Result<()> {
-    let target = start_spindle(args, upstream)?;
+async fn soak(target: Target, name: &str, total: usize, report: &mut String) -> anyhow::Result<()> {
     let pid = target.child.id();
     let mix = |n: usize| match n % 10 {
         0 => Kind::Disconnect,
@@ -244,7 +274,7 @@ async fn soak(args: &Args, upstream: &str, total: usize, report: &mut String) ->
     };
     let warm = (total / 10).max(1000);
     load::run(&target.url, 1000, warm, mix).await;
-    let base = procstat::sample(pid);
+    let base = procstat::sample_tree(pid);
     // One sample at the end of the warm-up says little: RSS rises and falls
     // as instances are created and retired. The trend under load does: RSS
     // every second, compared between the first and last quarter of the soak.
@@ -254,12 +284,12 @@ async fn soak(args: &Args, upstream: &str, total: usize, report: &mut String) ->
         async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                samples.lock().unwrap().push(procstat::sample(pid).rss_mb);
+                samples.lock().unwrap().push(procstat::sample_tree(pid).rss_mb);
             }
         }
     });
     let outcome = load::run(&target.url, 1000, total, mix).await;
-    let end = procstat::sample(pid);
+    let end = procstat::sample_tree(pid);
     sampler.abort();
     let rss = samples.lock().unwrap().clone();
     let quarter = (rss.len() / 4).max(1);
@@ -267,12 +297,12 @@ async fn soak(args: &Args, upstream: &str, total: usize, report: &mut String) ->
     let (first, last) = (mean(&rss[..quarter.min(rss.len())]), mean(&rss[rss.len().saturating_sub(quarter)..]));
     // Let idle instances expire, then look again.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let idle = procstat::sample(pid);
+    let idle = procstat::sample_tree(pid);
     let metrics = metrics_text(&target.url.replace("/api/chat/stream", "/metrics")).await;
     let gauge = |name: &str| metric(&metrics, name).map_or("?".to_string(), |v| v.to_string());
     let _ = writeln!(
         report,
-        "\n## Soak: {total} mixed streams at C = 1000 (80% normal, 10% client leaves mid-stream, 10% upstream HTTP 500)\n"
+        "\n## Soak of {name}: {total} mixed streams at C = 1000 (80% normal, 10% client leaves mid-stream, 10% upstream HTTP 500)\n"
     );
     let _ = writeln!(
         report,
@@ -389,9 +419,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         } else {
             None
         };
-        let spindle = {
+        let (spindle, spindle_idle) = {
             let t = start_spindle(&args, &upstream.origin)?;
-            measure(&t, c, streams).await
+            let m = measure(&t, c, streams).await;
+            (m, idle_rss_mb(&t).await)
+        };
+        let spin = match &args.spin {
+            Some(path) => {
+                let t = start_spin(&args, path, &upstream.origin)?;
+                let m = measure(&t, c, streams).await;
+                let idle = idle_rss_mb(&t).await;
+                Some((m, idle))
+            }
+            None => None,
         };
         let _ = writeln!(report, "## C = {c}, {streams} streams\n");
         let _ = writeln!(
@@ -404,6 +444,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             row(&mut report, "wasm relay (floor)", floor);
         }
         row(&mut report, "spindle", &spindle);
+        if let Some((spin, _)) = &spin {
+            row(&mut report, "spin up", spin);
+        }
         let steps = spindle.steps.iter().map(|(s, ms)| format!("{s} {ms:.2} ms")).collect::<Vec<_>>();
         let _ = writeln!(
             report,
@@ -430,9 +473,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if !steps.is_empty() {
             let _ = writeln!(report, "spindle's mean time per step: {}.\n", steps.join(", "));
         }
+        if let Some((spin, spin_idle)) = &spin {
+            let _ = writeln!(
+                report,
+                "`spin up` against the relay: {:.2}x its throughput, {:.2}x its CPU per stream. Against spindle: {:.2}x the throughput, {:.2}x the CPU per stream, first text p50 / p99 {:+.1} / {:+.1} ms, peak RSS {:.2}x; RSS idle 8 s after the load: spin up {spin_idle:.0} MB, spindle {spindle_idle:.0} MB.\n",
+                spin.streams_per_s() / relay.streams_per_s(),
+                spin.cpu_per_1000() / relay.cpu_per_1000(),
+                spin.streams_per_s() / spindle.streams_per_s(),
+                spin.cpu_per_1000() / spindle.cpu_per_1000(),
+                spin.ttfe(0.5) - spindle.ttfe(0.5),
+                spin.ttfe(0.99) - spindle.ttfe(0.99),
+                spin.peak_rss_mb / spindle.peak_rss_mb,
+            );
+        } else {
+            let _ = writeln!(report, "spindle's RSS idle 8 s after the load: {spindle_idle:.0} MB.\n");
+        }
     }
     if args.soak > 0 {
-        soak(&args, &upstream.origin, args.soak, &mut report).await?;
+        soak(start_spindle(&args, &upstream.origin)?, "spindle", args.soak, &mut report).await?;
+        if let Some(spin) = &args.spin {
+            soak(start_spin(&args, spin, &upstream.origin)?, "spin up", args.soak, &mut report).await?;
+        }
     }
     println!("{report}");
     if let Some(dir) = args.out.parent() {

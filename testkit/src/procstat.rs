@@ -6,6 +6,27 @@ pub struct Sample {
     pub peak_rss_mb: f64,
 }
 
+/// The process and all its descendants, summed (`spin up` serves from a
+/// child process).
+pub fn sample_tree(pid: u32) -> Sample {
+    let mut total = sample(pid);
+    for child in children(pid) {
+        let s = sample_tree(child);
+        total.cpu_seconds += s.cpu_seconds;
+        total.rss_mb += s.rss_mb;
+        total.peak_rss_mb += s.peak_rss_mb;
+    }
+    total
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .collect()
+}
+
 pub fn sample(pid: u32) -> Sample {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may contain spaces) start at ")".

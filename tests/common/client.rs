@@ -119,3 +119,22 @@ pub fn data(events: &[Event], name: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no {name} event in {:?}", names(events)));
     serde_json::from_str(&e.data).unwrap()
 }
+
+/// Runs an SDK client script from tests/clients against `base`; returns
+/// the JSON it prints.
+pub fn run_sdk_client(program: &str, script: &str, base: &str) -> serde_json::Value {
+    let dir = super::spindle::repo_root().join("tests/clients");
+    let out = std::process::Command::new(program)
+        .arg(dir.join(script))
+        .arg(base)
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} printed no JSON ({e})"))
+}

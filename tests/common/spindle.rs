@@ -55,15 +55,26 @@ pub fn derived_manifest(name: &str, replacements: &[(&str, &str)]) -> PathBuf {
     path
 }
 
-/// A running `spindle up`; killed when dropped.
+/// The Spin CLI the `spin up` tests use: `$SPIN`, if it is a file.
+pub fn spin_binary() -> Option<PathBuf> {
+    std::env::var_os("SPIN").map(PathBuf::from).filter(|p| p.is_file())
+}
+
+/// A running `spindle up` (or `spin up`); killed when dropped.
 pub struct Spindle {
     child: Child,
+    /// Whether the process leads a process group to kill whole (`spin up`
+    /// runs its trigger as a child process).
+    group: bool,
     pub base: String,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Drop for Spindle {
     fn drop(&mut self) {
+        if self.group {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -113,6 +124,40 @@ impl Spindle {
                 cmd.pre_exec(move || rlimit::setrlimit(rlimit::Resource::AS, limit, limit));
             }
         }
+        Self::launch(cmd, None)
+    }
+
+    /// The same app under a real Spin (`spin up`, its path in `$SPIN`);
+    /// `None`, with a note, when `$SPIN` is not set.
+    pub fn start_spin(opts: Options) -> Option<Spindle> {
+        let Some(spin) = spin_binary() else {
+            eprintln!("SKIP: set SPIN to a Spin 4.1+ binary to run this test under `spin up`");
+            return None;
+        };
+        ensure_components_built();
+        let manifest = opts.manifest.clone().unwrap_or_else(|| repo_root().join("spin.toml"));
+        let port = crate::common::redis::free_port();
+        let mut cmd = Command::new(spin);
+        cmd.args(["up", "--listen", &format!("127.0.0.1:{port}"), "--from"]).arg(&manifest);
+        cmd.args(&opts.extra_args);
+        for (k, v) in &opts.variables {
+            cmd.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);
+        }
+        // Spin keeps its state (the SQLite key-value store, logs) beside
+        // the manifest unless told otherwise: a fresh folder per run.
+        let state = std::env::temp_dir().join(format!("spin-state-{}-{port}", std::process::id()));
+        cmd.arg("--state-dir").arg(&state);
+        // `spin up` runs the trigger as a child process: give them a group
+        // of their own, killed together.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut spin = Self::launch(cmd, Some(format!("127.0.0.1:{port}")));
+        spin.group = true;
+        Some(spin)
+    }
+
+    /// Starts `cmd` and waits until it prints `Serving http://ADDR`;
+    /// `addr`, when given, is where it listens.
+    fn launch(mut cmd: Command, addr: Option<String>) -> Spindle {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start spindle");
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -136,14 +181,14 @@ impl Spindle {
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(a) => a,
+        let addr = match rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(a) => addr.unwrap_or(a),
             Err(_) => {
                 let _ = child.kill();
-                panic!("spindle did not start; stderr:\n{}", stderr.lock().unwrap());
+                panic!("{:?} did not start; stderr:\n{}", cmd.get_program(), stderr.lock().unwrap());
             }
         };
-        Spindle { child, base: format!("http://{addr}"), stderr }
+        Spindle { child, group: false, base: format!("http://{addr}"), stderr }
     }
 
     /// Sends a signal (e.g. "TERM") to the process.
