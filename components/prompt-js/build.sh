@@ -10,8 +10,11 @@ if [ ! -x node_modules/.bin/componentize-qjs ] || [ package-lock.json -nt node_m
   npm ci --no-audit --no-fund --loglevel=error
   touch node_modules/.bin/componentize-qjs
 fi
-if [ -f "$out" ] && [ -z "$(find prompt.js wit/step.wit "$root/wit/types" "$root/wit/prompt" -newer "$out" -print -quit)" ]; then
+# Up to date when the output is newer than every input (a missing
+# input fails `find`, which rebuilds).
+if [ -f "$out" ] && newer=$(find prompt.js wit/step.wit package-lock.json "$root/wit/types" "$root/wit/prompt" -newer "$out" -print -quit) && [ -z "$newer" ]; then
   exit 0
 fi
 mkdir -p "$(dirname "$out")"
-node_modules/.bin/componentize-qjs --wit wit --world step --js prompt.js -o "$out"
+node_modules/.bin/componentize-qjs --wit wit --world step --js prompt.js -o "$out.tmp"
+mv "$out.tmp" "$out"

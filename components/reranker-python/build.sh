@@ -12,8 +12,11 @@ if [ ! -x "$tools/bin/componentize-py" ] || [ requirements.txt -nt "$tools/bin/c
   "$tools/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
   touch "$tools/bin/componentize-py"
 fi
-if [ -f "$out" ] && [ -z "$(find app.py wit/step.wit "$root/wit/types" "$root/wit/reranker" -newer "$out" -print -quit)" ]; then
+# Up to date when the output is newer than every input (a missing
+# input fails `find`, which rebuilds).
+if [ -f "$out" ] && newer=$(find app.py wit/step.wit requirements.txt "$root/wit/types" "$root/wit/reranker" -newer "$out" -print -quit) && [ -z "$newer" ]; then
   exit 0
 fi
 mkdir -p "$(dirname "$out")"
-"$tools/bin/componentize-py" -d wit -w step componentize app -o "$out"
+"$tools/bin/componentize-py" -d wit -w step componentize app -o "$out.tmp"
+mv "$out.tmp" "$out"

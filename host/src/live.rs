@@ -76,25 +76,46 @@ impl LiveApp {
         &self.manifest
     }
 
-    /// Reloads from disk; on any error the serving app stays.
+    /// Reloads from disk, after any reload already running; on any error
+    /// the serving app stays.
     pub async fn reload(&self, rebuild: Rebuild, why: &str) -> anyhow::Result<Reloaded> {
-        let _one = self.reloading.lock().await;
+        let one = self.reloading.lock().await;
+        self.reload_locked(one, rebuild, why).await
+    }
+
+    /// Like [`Self::reload`], but `None` at once if a reload is running.
+    pub async fn try_reload(&self, rebuild: Rebuild, why: &str) -> anyhow::Result<Option<Reloaded>> {
+        match self.reloading.try_lock() {
+            Ok(one) => self.reload_locked(one, rebuild, why).await.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn reload_locked(
+        &self,
+        _one: tokio::sync::MutexGuard<'_, ()>,
+        rebuild: Rebuild,
+        why: &str,
+    ) -> anyhow::Result<Reloaded> {
         let started = Instant::now();
         tracing::info!(trigger = why, "reloading {}", self.manifest.display());
         let result = self.load_new(rebuild).await;
-        let outcome = if result.is_ok() { "ok" } else { "failed" };
-        self.platform.observer.metrics.reloads.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+        let count = |outcome: &str| {
+            self.platform.observer.metrics.reloads.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+        };
         let previous = self.current().revision.clone();
         match result {
             Ok(loaded) => {
                 let revision = loaded.revision.clone();
                 self.current.store(Arc::new(loaded));
+                count("ok");
                 let millis = started.elapsed().as_millis() as u64;
                 tracing::info!(%revision, %previous, millis, "reloaded: new requests go to the new app");
                 eprintln!("Reloaded in {millis} ms: revision {revision} (was {previous})");
                 Ok(Reloaded { changed: revision != previous, revision, previous, millis })
             }
             Err(e) => {
+                count("failed");
                 tracing::error!(revision = %previous, "reload failed, still serving the previous app: {e:#}");
                 Err(e)
             }

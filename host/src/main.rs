@@ -228,11 +228,7 @@ async fn shutdown_signal() {
 }
 
 /// SIGHUP reloads the app from disk (no rebuild).
-async fn reload_on_hangup(live: Arc<live::LiveApp>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot install the SIGHUP handler: reload with POST /admin/reload");
-        return;
-    };
+async fn reload_on_hangup(mut hup: tokio::signal::unix::Signal, live: Arc<live::LiveApp>) {
     while hup.recv().await.is_some() {
         // The outcome is logged and counted by the reload itself.
         let _ = live.reload(live::Rebuild::Nothing, "SIGHUP").await;
@@ -242,14 +238,13 @@ async fn reload_on_hangup(live: Arc<live::LiveApp>) {
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (app, server) = prepare(&args).await?;
     let server = Arc::new(server);
-    tokio::spawn(reload_on_hangup(server.live.clone()));
+    // Before serving: a SIGHUP in between would otherwise end the process.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
+    tokio::spawn(reload_on_hangup(hangup, server.live.clone()));
     if args.watch {
-        let (live, rc) = (server.live.clone(), args.runtime_config_file.clone());
-        tokio::spawn(async move {
-            if let Err(e) = watch::run(live, rc).await {
-                tracing::error!("file watch stopped: {e:#}");
-            }
-        });
+        let watch = watch::Watch::start(server.live.clone(), args.runtime_config_file.clone())?;
+        tokio::spawn(watch.run());
     }
     let listener = listen(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;

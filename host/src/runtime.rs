@@ -421,12 +421,23 @@ impl WorkerState for Worker {
 /// gone (the app is idle, or a replaced app has drained). glibc's malloc
 /// keeps them otherwise: after a load peak with two apps loaded, the
 /// process stayed 18% above its earlier idle size without this.
+/// At most one trim is pending; it runs a second after it was asked for,
+/// so a server going idle between single requests does not trim each time.
 fn release_freed_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    std::thread::spawn(|| {
-        // SAFETY: malloc_trim only returns free pages; it is thread-safe.
-        unsafe { libc::malloc_trim(0) };
-    });
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static PENDING: AtomicBool = AtomicBool::new(false);
+        if PENDING.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_secs(1));
+            PENDING.store(false, Ordering::Release);
+            // SAFETY: malloc_trim only returns free pages; it is thread-safe.
+            unsafe { libc::malloc_trim(0) };
+        });
+    }
 }
 
 /// The handler type the server routes to.

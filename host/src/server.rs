@@ -221,7 +221,7 @@ async fn route(
         );
     }
     if host_route(req.method(), path) && path == RELOAD_PATH {
-        return reload(server, peer).await;
+        return reload(server, peer, req.headers().contains_key(http::header::ORIGIN)).await;
     }
     // The app this request runs on, to its end, whatever reloads meanwhile.
     let app = server.live.current();
@@ -239,12 +239,23 @@ async fn route(
         parts.uri = uri;
     }
     parts.headers.insert(wire_headers::REVISION, app.revision.parse().expect("a hex revision is a valid header"));
-    // Spin's routing headers, so one component can serve under any route.
-    for (name, value) in [("spin-path-info", pattern.path_info(path)), ("spin-component-route", pattern.base())] {
-        match http::HeaderValue::from_str(value) {
-            Ok(v) => parts.headers.insert(name, v),
-            Err(_) => parts.headers.remove(name),
-        };
+    // Spin's request headers are the host's to set: none from the client
+    // get through. The routing ones let one component serve under any
+    // route.
+    let spoofed: Vec<http::HeaderName> =
+        parts.headers.keys().filter(|k| k.as_str().starts_with("spin-")).cloned().collect();
+    for name in spoofed {
+        parts.headers.remove(name);
+    }
+    let peer_ip = peer.ip().to_canonical().to_string();
+    for (name, value) in [
+        ("spin-path-info", pattern.path_info(path)),
+        ("spin-component-route", pattern.base()),
+        ("spin-client-addr", peer_ip.as_str()),
+    ] {
+        if let Ok(v) = http::HeaderValue::from_str(value) {
+            parts.headers.insert(name, v);
+        }
     }
     let req = http::Request::from_parts(parts, body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
     let mut started = Started {
@@ -298,19 +309,28 @@ async fn route(
     }
 }
 
-/// `POST /admin/reload`: with API keys configured, any holder of a key
-/// (checked before this); without, only from the machine itself.
-async fn reload(server: &Arc<Server>, peer: SocketAddr) -> http::Response<WasiBody> {
-    if server.settings.api_keys.is_empty() && !peer.ip().to_canonical().is_loopback() {
+/// `POST /admin/reload`: only from the machine itself (and with a valid
+/// key when keys are configured, checked before this), never from a web
+/// page (a browser names the page's `Origin`; a cross-site form could
+/// otherwise make a local browser reload), and one at a time (409 while
+/// one runs).
+async fn reload(server: &Arc<Server>, peer: SocketAddr, origin: bool) -> http::Response<WasiBody> {
+    if !peer.ip().to_canonical().is_loopback() || origin {
         return json_error(
             403,
             "forbidden",
-            "reloading needs an API key (--api-key) or a request from the machine itself",
+            "reload from the machine itself (curl -X POST http://127.0.0.1:PORT/admin/reload) or with SIGHUP",
         );
     }
-    match server.live.reload(Rebuild::Nothing, "admin").await {
-        Ok(done) => full(200, "application/json", serde_json::to_string(&done).expect("a report serialises")),
-        Err(e) => json_error(422, "reload_failed", &format!("{e:#}; still serving the previous app")),
+    // Its own task: a client that hangs up does not cancel a reload
+    // halfway.
+    let live = server.live.clone();
+    let reload = tokio::spawn(async move { live.try_reload(Rebuild::Nothing, "admin").await });
+    match reload.await {
+        Ok(Ok(Some(done))) => full(200, "application/json", serde_json::to_string(&done).expect("a report serialises")),
+        Ok(Ok(None)) => json_error(409, "reload_in_progress", "a reload is already running; try again when it ends"),
+        Ok(Err(e)) => json_error(422, "reload_failed", &format!("{e:#}; still serving the previous app")),
+        Err(e) => json_error(500, "internal_error", &format!("the reload task failed: {e}")),
     }
 }
 

@@ -184,7 +184,9 @@ impl Spindle {
         let addr = match rx.recv_timeout(Duration::from_secs(300)) {
             Ok(a) => addr.unwrap_or(a),
             Err(_) => {
+                let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("{:?} did not start; stderr:\n{}", cmd.get_program(), stderr.lock().unwrap());
             }
         };

@@ -34,7 +34,9 @@ impl Caller {
             .headers()
             .get(headers::REVISION)
             .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 64)
+            // The host's revisions are 12 hex digits; anything else (a client's
+            // header under a host that sets none) is not one.
+            .filter(|v| v.len() == 12 && v.bytes().all(|b| b.is_ascii_hexdigit()))
             .map(str::to_string);
         Caller { request_id: request_id(req), revision }
     }

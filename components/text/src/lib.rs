@@ -12,6 +12,7 @@ pub mod corpus;
 pub mod extractive;
 pub mod fusion;
 pub mod hit;
+pub mod lang;
 pub mod lexical;
 pub mod tokenize;
 

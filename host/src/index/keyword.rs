@@ -38,6 +38,25 @@ impl KeywordIndex {
         Ok(opensearch::bulk_failures(&answer))
     }
 
+    /// Removes chunks by id (those of changed and deleted files); a chunk
+    /// already gone is no failure.
+    pub fn delete(&self, ids: &[&str]) -> anyhow::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let body: String = ids
+            .iter()
+            .map(|id| format!("{}\n", serde_json::json!({"delete": {"_index": self.index, "_id": id}})))
+            .collect();
+        let answer = self.service.ok("POST", "/_bulk", Some(("application/x-ndjson", body)))?;
+        let failed: Vec<String> =
+            opensearch::bulk_failures(&answer).into_iter().filter(|f| !f.contains("not_found")).collect();
+        if !failed.is_empty() {
+            bail!("deleting {} chunk(s) failed: {}", failed.len(), failed[0]);
+        }
+        Ok(())
+    }
+
     /// Makes the writes searchable and returns the index's document count.
     pub fn finish(&self) -> anyhow::Result<u64> {
         self.service.ok("POST", &format!("/{}/_refresh", self.index), None)?;

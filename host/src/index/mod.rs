@@ -1,35 +1,48 @@
-//! `spindle index`: loads a JSON-lines corpus (`id`, `title`, `text`,
-//! `url`, `metadata`) into the keyword index and the vector store that the
-//! manifest's variables configure (the same `opensearch_*`, `vector_*` and
-//! `embeddings_*` values the retrievers read, from defaults and
-//! `SPIN_VARIABLE_*`), so the indexer and the app cannot disagree.
+//! `spindle index`: loads documents (Markdown, HTML, plain text and
+//! JSON-lines files, or folders of them: [`files`]) into the keyword index
+//! and the vector store that the manifest's variables configure (the same
+//! `opensearch_*`, `vector_*` and `embeddings_*` values the retrievers
+//! read, from defaults and `SPIN_VARIABLE_*`), so the indexer and the app
+//! cannot disagree.
 //!
 //! Documents are split into overlapping chunks (`spindle_text::chunk`),
-//! embedded in batches and written under stable chunk ids: re-running it
-//! overwrites in place. `--recreate` drops the index and collection first,
-//! which also removes chunks of documents that have since shrunk or gone.
+//! embedded in batches and written under stable chunk ids. Re-running is
+//! incremental ([`state`]): unchanged files are skipped, changed ones
+//! replaced and deleted ones removed from every store. `--recreate` drops
+//! the index and collection and starts over.
 
+mod files;
 mod http;
 mod keyword;
+mod state;
 mod vector;
 
 use crate::manifest::App;
 use crate::variables::Resolver;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use spindle_clients::auth;
 use spindle_clients::opensearch;
 use spindle_clients::stores::Store;
 use spindle_text::chunk::{Chunk, Chunking, chunk_document};
-use spindle_text::corpus::parse_jsonl;
+use state::State;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct IndexArgs {
-    /// JSON-lines corpus files.
+    /// Files and folders (searched recursively) of Markdown (.md), HTML
+    /// (.html), plain text (.txt) and JSON lines (.jsonl).
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// Files and folders to skip: globs matched against the path or the
+    /// file name (e.g. `--exclude 'drafts/**' --exclude '*.tmp.md'`).
+    #[arg(long)]
+    exclude: Vec<String>,
+    /// Where the files are published: their links become
+    /// `BASE_URL/<path>#<section>`. Default: `file://` links.
+    #[arg(long)]
+    base_url: Option<String>,
     /// The application manifest whose variables name the stores.
     #[arg(long, short = 'f', default_value = "spin.toml")]
     manifest: PathBuf,
@@ -63,6 +76,43 @@ pub struct IndexArgs {
     timeout_secs: u64,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_without_a_language_get_the_one_of_their_text() {
+        let chunk = |text: &str, meta: &[(&str, &str)]| Chunk {
+            id: "d#0".into(),
+            doc_id: "d".into(),
+            text: text.into(),
+            title: None,
+            url: None,
+            metadata: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        let mut chunks = vec![
+            chunk("How do I install a package?", &[]),
+            chunk("如何安装软件包？", &[]),
+            chunk("Already labelled", &[("lang", "fr")]),
+            chunk("1234", &[]),
+        ];
+        assert_eq!(label_languages(&mut chunks), 2);
+        let lang = |c: &Chunk| c.metadata.iter().find(|(k, _)| k == "lang").map(|(_, v)| v.clone());
+        assert_eq!(
+            chunks.iter().map(lang).collect::<Vec<_>>(),
+            [Some("en".into()), Some("zh".into()), Some("fr".into()), None]
+        );
+    }
+
+    #[test]
+    fn progress_lines_say_how_far_and_how_fast() {
+        assert_eq!(
+            progress_line(50, 200, Duration::from_secs(10)),
+            "indexed 50/200 chunks (25%), 5.0 chunks/s, about 30 s left"
+        );
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum StoreKind {
     Keyword,
@@ -72,6 +122,18 @@ enum StoreKind {
 struct Targets {
     keyword: Option<keyword::KeywordIndex>,
     vector: Option<(vector::VectorIndex, vector::Embedder)>,
+}
+
+impl Targets {
+    /// Names the stores written, so each set keeps its own [`State`].
+    fn signature(&self) -> String {
+        let keyword = self.keyword.as_ref().map(|k| format!("keyword {} {}", k.service.shown(), k.index));
+        let vector = self
+            .vector
+            .as_ref()
+            .map(|(v, e)| format!("vector {:?} {} {} {}", v.store, v.service.shown(), v.collection, e.model));
+        [keyword, vector].into_iter().flatten().collect::<Vec<_>>().join("; ")
+    }
 }
 
 fn analysis(args: &IndexArgs) -> anyhow::Result<opensearch::Analysis> {
@@ -130,6 +192,55 @@ fn targets(vars: &Resolver, timeout: Duration, analysis: opensearch::Analysis) -
     Ok(Targets { keyword, vector })
 }
 
+/// What one run does.
+#[derive(Default)]
+struct Plan {
+    added: usize,
+    changed: usize,
+    unchanged: usize,
+    documents: usize,
+    /// Chunks to write.
+    chunks: Vec<Chunk>,
+    /// Chunk ids to remove: of deleted files, and those a changed file no
+    /// longer produces.
+    stale: Vec<String>,
+    /// The state of each written file, recorded once the writes succeed.
+    next: Vec<(String, state::FileState)>,
+    failed: Vec<String>,
+}
+
+/// A file's key in the state: its path as found, with `/` separators.
+fn key(path: &std::path::Path) -> String {
+    path.to_string_lossy().replace('\\', "/")
+}
+
+/// How often a progress line is printed when stderr is not a terminal.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+fn progress_line(done: usize, total: usize, elapsed: Duration) -> String {
+    let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
+    let left = (total - done.min(total)) as f64 / rate.max(0.001);
+    format!(
+        "indexed {done}/{total} chunks ({:.0}%), {rate:.1} chunks/s, about {:.0} s left",
+        done as f64 * 100.0 / total.max(1) as f64,
+        left
+    )
+}
+
+/// Gives every chunk without `lang` metadata the language of its text,
+/// where it can be told, so it gets its per-language keyword field; returns
+/// how many were labelled.
+fn label_languages(chunks: &mut [Chunk]) -> usize {
+    let mut labelled = 0;
+    for c in chunks.iter_mut().filter(|c| !c.metadata.iter().any(|(k, _)| k == "lang")) {
+        if let Some(lang) = spindle_text::lang::detect(&c.text) {
+            c.metadata.push(("lang".to_string(), lang.to_string()));
+            labelled += 1;
+        }
+    }
+    labelled
+}
+
 pub fn run(args: IndexArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let app = App::load(&args.manifest)?;
@@ -150,18 +261,72 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
 
     let cfg =
         Chunking { max_units: args.chunk_tokens, overlap_units: args.overlap_tokens.min(args.chunk_tokens / 2.0) };
-    let mut documents = 0;
-    let mut chunks: Vec<Chunk> = Vec::new();
-    for file in &args.files {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        let docs = parse_jsonl(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        documents += docs.len();
-        chunks.extend(docs.iter().flat_map(|d| chunk_document(d, cfg)));
+    let state_path = State::path(&app.dir, &targets.signature());
+    let mut state = if args.recreate { State::default() } else { State::load(&state_path)? };
+    let found = files::collect(&args.files, &args.exclude)?;
+    let found_keys: Vec<String> = found.iter().map(|f| key(f)).collect();
+    let mut plan = Plan::default();
+    for (file, file_key) in found.iter().zip(&found_keys) {
+        let bytes = match std::fs::read(file) {
+            Ok(b) => b,
+            Err(e) => {
+                plan.failed.push(format!("{}: cannot read: {e}", file.display()));
+                continue;
+            }
+        };
+        let hash = state::hash(&bytes);
+        let before = state.files.get(file_key);
+        if before.is_some_and(|b| b.hash == hash) {
+            plan.unchanged += 1;
+            continue;
+        }
+        let docs = match files::documents(file, &bytes, args.base_url.as_deref()) {
+            Ok(d) => d,
+            Err(e) => {
+                plan.failed.push(format!("{}: {e:#}", file.display()));
+                continue;
+            }
+        };
+        plan.documents += docs.len();
+        let new: Vec<Chunk> = docs.iter().flat_map(|d| chunk_document(d, cfg)).collect();
+        let ids: Vec<String> = new.iter().map(|c| c.id.clone()).collect();
+        if let Some(before) = before {
+            plan.changed += 1;
+            plan.stale.extend(before.chunks.iter().filter(|id| !ids.contains(id)).cloned());
+        } else {
+            plan.added += 1;
+        }
+        plan.chunks.extend(new);
+        plan.next.push((file_key.clone(), state::FileState { hash, chunks: ids }));
+    }
+    let gone: Vec<String> = state
+        .gone(&args.files.iter().map(|p| key(p)).collect::<Vec<_>>(), &found_keys)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    for file in &gone {
+        plan.stale.extend(state.files[file].chunks.iter().cloned());
+    }
+    let mut chunks = std::mem::take(&mut plan.chunks);
+    let detected = label_languages(&mut chunks);
+    if detected > 0 {
+        eprintln!("{detected} chunk(s) had no `lang`: detected from their text");
     }
     let mut metadata_keys: Vec<&str> = chunks.iter().flat_map(|c| c.metadata.iter().map(|(k, _)| k.as_str())).collect();
     metadata_keys.sort_unstable();
     metadata_keys.dedup();
-    eprintln!("{documents} documents, {} chunks from {} file(s)", chunks.len(), args.files.len());
+    let documents = plan.documents;
+    println!(
+        "{} file(s): {} new, {} changed, {} unchanged, {} removed, {} failed; {documents} documents, {} chunks to write, {} to remove",
+        found.len() + gone.len(),
+        plan.added,
+        plan.changed,
+        plan.unchanged,
+        gone.len(),
+        plan.failed.len(),
+        chunks.len(),
+        plan.stale.len()
+    );
 
     if let Some(k) = &targets.keyword {
         k.prepare(args.recreate, &metadata_keys)?;
@@ -173,6 +338,11 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
         )
         .expect("valid template"),
     );
+    // Not a terminal (CI, a log file): a progress line every few seconds
+    // instead of the bar.
+    let lines = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last_line = Instant::now();
+    let mut done = 0usize;
     let mut failures: Vec<String> = Vec::new();
     let mut vector_written = 0usize;
     let mut keyword_written = 0usize;
@@ -194,8 +364,29 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
             vector_written += batch.len();
         }
         bar.inc(batch.len() as u64);
+        done += batch.len();
+        if lines && last_line.elapsed() >= PROGRESS_EVERY {
+            last_line = Instant::now();
+            eprintln!("{}", progress_line(done, chunks.len(), started.elapsed()));
+        }
     }
     bar.finish_and_clear();
+    let stale: Vec<&str> = plan.stale.iter().map(String::as_str).collect();
+    if let Some(k) = &targets.keyword {
+        k.delete(&stale)?;
+    }
+    if let Some((index, _)) = &mut targets.vector {
+        index.delete(&stale)?;
+    }
+    // Recorded only when every write went through: a failed chunk's file
+    // is tried again by the next run.
+    if failures.is_empty() {
+        for file in &gone {
+            state.files.remove(file);
+        }
+        state.files.extend(plan.next);
+        state.save(&state_path)?;
+    }
 
     println!("Indexed {documents} documents as {} chunks in {:.1} s", chunks.len(), started.elapsed().as_secs_f64());
     if let Some(k) = &targets.keyword {
@@ -217,11 +408,17 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
             embedder.service.shown()
         );
     }
+    for f in &plan.failed {
+        eprintln!("  not indexed: {f}");
+    }
     if !failures.is_empty() {
         for f in failures.iter().take(20) {
             eprintln!("  failed: {f}");
         }
         bail!("{} chunk(s) failed to index", failures.len());
+    }
+    if !plan.failed.is_empty() {
+        bail!("{} file(s) could not be read (listed above)", plan.failed.len());
     }
     Ok(())
 }

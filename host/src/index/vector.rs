@@ -77,11 +77,35 @@ impl VectorIndex {
                 self.service.post_json(&path, &chroma::upsert_body(chunks, vectors))?;
             }
             Store::Milvus => {
-                let deleted = self.service.post_json(milvus::DELETE, &milvus::delete_body(&self.collection, chunks))?;
+                let ids: Vec<&str> = chunks.iter().map(|c| c.id.as_str()).collect();
+                let deleted = self.service.post_json(milvus::DELETE, &milvus::delete_body(&self.collection, &ids))?;
                 milvus::data(&deleted).map_err(anyhow::Error::msg).context("deleting old copies")?;
                 let inserted =
                     self.service.post_json(milvus::INSERT, &milvus::insert_body(&self.collection, chunks, vectors))?;
                 milvus::data(&inserted).map_err(anyhow::Error::msg).context("inserting")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes chunks by id (those of changed and deleted files).
+    pub fn delete(&mut self, ids: &[&str]) -> anyhow::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        match self.store {
+            Store::Chroma => {
+                if self.chroma_id.is_none() {
+                    // Chroma's create is get-or-create; the dimension is
+                    // set by the first write.
+                    self.prepare(false, 0)?;
+                }
+                let id = self.chroma_id.as_deref().context("collection not prepared")?;
+                self.service.post_json(&format!("{}/delete", chroma::collection_path(id)), &json!({ "ids": ids }))?;
+            }
+            Store::Milvus => {
+                let deleted = self.service.post_json(milvus::DELETE, &milvus::delete_body(&self.collection, ids))?;
+                milvus::data(&deleted).map_err(anyhow::Error::msg).context("deleting chunks")?;
             }
         }
         Ok(())

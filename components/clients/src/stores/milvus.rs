@@ -97,8 +97,7 @@ pub fn parse_search(body: &Value) -> Result<Vec<Hit>, String> {
         .collect())
 }
 
-pub fn delete_body(collection: &str, chunks: &[Chunk]) -> Value {
-    let ids: Vec<&str> = chunks.iter().map(|c| c.id.as_str()).collect();
+pub fn delete_body(collection: &str, ids: &[&str]) -> Value {
     json!({ "collectionName": collection, "filter": format!("{PASSAGE_ID} in {}", json!(ids)) })
 }
 
@@ -129,15 +128,7 @@ mod tests {
 
     #[test]
     fn delete_filters_by_chunk_id_with_quoting() {
-        let c = Chunk {
-            id: "en:a\"b#0".into(),
-            doc_id: "x".into(),
-            text: String::new(),
-            title: None,
-            url: None,
-            metadata: Vec::new(),
-        };
-        assert_eq!(delete_body("c", &[c])["filter"], r#"pid in ["en:a\"b#0"]"#);
+        assert_eq!(delete_body("c", &["en:a\"b#0"])["filter"], r#"pid in ["en:a\"b#0"]"#);
     }
 
     #[test]
