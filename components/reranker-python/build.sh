@@ -8,7 +8,7 @@ root=$(cd ../.. && pwd)
 out=$root/target/wasm32-wasip2/release/reranker_python.wasm
 tools=$root/target/step-tools/python
 if [ ! -x "$tools/bin/componentize-py" ] || [ requirements.txt -nt "$tools/bin/componentize-py" ]; then
-  python3 -m venv "$tools"
+  python3 -m venv "$tools" || { echo "reranker-python: cannot create a Python venv; install python3-venv (Debian: apt-get install python3-venv)" >&2; exit 1; }
   "$tools/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
   touch "$tools/bin/componentize-py"
 fi

@@ -20,7 +20,27 @@ pub fn build_all(app: &App) -> anyhow::Result<()> {
     build(app, |_| true)
 }
 
-/// Runs the build commands of the components `ids` only (`--watch`).
+/// The components the app runs: those its routes name, and their
+/// dependencies (what `up --build` builds; `spindle build` builds all).
+pub fn in_use(app: &App) -> Vec<String> {
+    let mut used: Vec<String> = app.manifest.trigger.http.iter().map(|t| t.component.clone()).collect();
+    let mut i = 0;
+    while i < used.len() {
+        if let Some(c) = app.manifest.component.get(&used[i]) {
+            for dep in c.dependencies.values() {
+                if let Some(d) = &dep.component
+                    && !used.contains(d)
+                {
+                    used.push(d.clone());
+                }
+            }
+        }
+        i += 1;
+    }
+    used
+}
+
+/// Runs the build commands of the components `ids` only.
 pub fn build_some(app: &App, ids: &[String]) -> anyhow::Result<()> {
     build(app, |id| ids.iter().any(|i| i == id))
 }

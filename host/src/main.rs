@@ -63,7 +63,8 @@ struct UpArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:3000")]
     listen: String,
-    /// Run each component's build command first.
+    /// Run the build commands of the components the app runs (those its
+    /// routes name and their dependencies) first.
     #[arg(long)]
     build: bool,
     /// Build first, then watch the manifest, the runtime config, each
@@ -186,7 +187,9 @@ fn main() -> anyhow::Result<()> {
 async fn prepare(args: &UpArgs) -> anyhow::Result<(Arc<manifest::App>, server::Server)> {
     let app = Arc::new(manifest::App::load(&args.manifest)?);
     if args.build || args.watch {
-        tokio::task::block_in_place(|| builder::build_all(&app))?;
+        // What this app runs: a step that is in the manifest but not
+        // plugged in (and its toolchain) is not needed to serve.
+        tokio::task::block_in_place(|| builder::build_some(&app, &builder::in_use(&app)))?;
     }
     let cache = (args.cache_dir != "none").then(|| app.dir.join(&args.cache_dir));
     let logs = (args.log_dir != "none").then(|| app.dir.join(&args.log_dir));
