@@ -385,31 +385,19 @@ async fn the_reload_route_needs_a_key_when_keys_are_configured() {
     assert_eq!(body["changed"], false, "nothing changed on disk: {body}");
     // GET is not a reload: the request goes to the app, which has no such
     // route.
-    let get = client::send(
-        http::Request::get(spindle.url("/admin/reload"))
-            .header("authorization", "Bearer k1")
-            .body(client::Body::default())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(get.status, 404);
+    let with_key = |method: http::Method, path: &str, headers: &[(&str, &str)]| {
+        let mut req =
+            http::Request::builder().method(method).uri(spindle.url(path)).header("authorization", "Bearer k1");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        client::send(req.body(client::Body::default()).unwrap())
+    };
+    assert_eq!(with_key(http::Method::GET, "/admin/reload", &[]).await.status, 404);
     // A web page cannot make a local browser reload it.
-    let from_page = client::send(
-        http::Request::post(spindle.url("/admin/reload"))
-            .header("authorization", "Bearer k1")
-            .header("origin", "https://evil.example")
-            .body(client::Body::default())
-            .unwrap(),
-    )
-    .await;
+    let from_page = with_key(http::Method::POST, "/admin/reload", &[("origin", "https://evil.example")]).await;
     assert_eq!(from_page.status, 403);
-    let metrics = client::send(
-        http::Request::get(spindle.url("/metrics"))
-            .header("authorization", "Bearer k1")
-            .body(client::Body::default())
-            .unwrap(),
-    )
-    .await;
+    let metrics = with_key(http::Method::GET, "/metrics", &[]).await;
     let text = String::from_utf8_lossy(&collect(metrics).await).to_string();
     assert!(text.contains("spindle_reloads_total{outcome=\"ok\"} 1\n"), "one reload only:\n{text}");
 }
