@@ -1,6 +1,11 @@
 //! The step contract's types (`wit/types`, and each step's own records) as
 //! the host lifts and lowers them, so the checker calls a step with typed
 //! values. Field and case names are the WIT ones.
+//!
+//! They mirror records the guests already have (`spindle_text::hit::Hit`,
+//! the wire's `Source`) on purpose: those are plain Rust shared with wasm
+//! guests, while these carry wasmtime's `ComponentType`/`Lift`/`Lower`
+//! derives, which only the host can depend on.
 
 use wasmtime::component::{ComponentType, Lift, Lower};
 
