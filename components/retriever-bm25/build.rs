@@ -1,7 +1,9 @@
 //! Builds the BM25 index over the bundled corpus when the component is
-//! built, as Rust statics (`Index::to_rust_source`): nothing is parsed at
-//! run time and all instances share the index's copy-on-write pages. `SPINDLE_CORPUS` (a JSON-lines
-//! file or a folder of them) replaces the bundled Debian FAQ.
+//! built, in its packed form (`spindle_text::packed`), which the component
+//! includes as bytes: nothing is parsed at run time and all instances share
+//! the index's copy-on-write pages. `SPINDLE_CORPUS` (a JSON-lines file or
+//! a folder of them) replaces the bundled Debian FAQ; `spindle index
+//! --embedded` gives a built component another index without a Rust build.
 
 use spindle_text::{bm25::Index, corpus::parse_jsonl};
 use std::path::{Path, PathBuf};
@@ -20,9 +22,9 @@ fn main() {
         docs.extend(parse_jsonl(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display())));
     }
     assert!(!docs.is_empty(), "no documents in {}", source.display());
-    let index = Index::build(docs);
-    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("index.rs");
-    std::fs::write(&out, index.to_rust_source()).unwrap();
+    let index = Index::build(docs).to_packed().expect("the bundled index fits in 4 GiB");
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("index.bin");
+    std::fs::write(&out, index).unwrap();
 }
 
 /// The corpus files: `path` itself, or the `*.jsonl` files in it except

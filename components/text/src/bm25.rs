@@ -1,5 +1,6 @@
-//! An Okapi BM25 inverted index, built once (at component build time) and
-//! queried by the embedded retriever and used for lexical reranking.
+//! An Okapi BM25 inverted index: built by `spindle index` or the embedded
+//! retriever's build script and read in place from its packed form
+//! ([`crate::packed`]), or built per query for lexical reranking.
 
 use crate::corpus::Document;
 use crate::tokenize::tokenize;
@@ -10,14 +11,16 @@ pub const K1: f32 = 1.2;
 /// Document-length normalisation.
 pub const B: f32 = 0.75;
 
+/// term -> (document number, term frequency), ascending by document.
+pub(crate) type PostingLists = BTreeMap<String, Vec<(u32, u32)>>;
+
 /// Inverted index over a set of documents.
 #[derive(Debug)]
 pub struct Index {
     docs: Vec<Document>,
     doc_len: Vec<u32>,
     avg_len: f32,
-    /// term -> (document number, term frequency), ascending by document.
-    postings: BTreeMap<String, Vec<(u32, u32)>>,
+    postings: PostingLists,
 }
 
 /// A scored hit: document number and BM25 score.
@@ -31,7 +34,7 @@ impl Index {
     /// Tokenises and indexes `docs`. Only `text` is indexed: titles are
     /// display data (see corpus/README).
     pub fn build(docs: Vec<Document>) -> Self {
-        let mut postings: BTreeMap<String, Vec<(u32, u32)>> = BTreeMap::new();
+        let mut postings = PostingLists::new();
         let mut doc_len = Vec::with_capacity(docs.len());
         for (n, doc) in docs.iter().enumerate() {
             let terms = tokenize(&doc.text);
@@ -66,39 +69,14 @@ impl Index {
         search(self, query, k, |d| keep(&self.docs[d]))
     }
 
-    /// Rust source of a [`StaticIndex`] named `INDEX` with this content.
-    /// Compiled into a component, the index lives in the module's data
-    /// segment: no parsing at start-up, and every instance shares the same
-    /// copy-on-write pages instead of holding its own heap copy.
-    pub fn to_rust_source(&self) -> String {
-        use std::fmt::Write;
-        let opt = |o: &Option<String>| match o {
-            Some(s) => format!("Some({s:?})"),
-            None => "None".to_string(),
-        };
-        let mut out = String::from("pub static INDEX: StaticIndex = StaticIndex {\n    docs: &[\n");
-        for d in &self.docs {
-            let meta: Vec<String> = d.metadata.iter().map(|(k, v)| format!("({k:?}, {v:?})")).collect();
-            let _ = writeln!(
-                out,
-                "        StaticDoc {{ id: {:?}, title: {}, text: {:?}, url: {}, metadata: &[{}] }},",
-                d.id,
-                opt(&d.title),
-                d.text,
-                opt(&d.url),
-                meta.join(", ")
-            );
-        }
-        let _ = writeln!(
-            out,
-            "    ],\n    doc_len: &{:?},\n    avg_len: {:?}_f32,\n    terms: &[",
-            self.doc_len, self.avg_len
-        );
-        for (term, list) in &self.postings {
-            let _ = writeln!(out, "        ({term:?}, &{list:?}),");
-        }
-        out.push_str("    ],\n};\n");
-        out
+    /// The index as bytes that [`crate::packed::PackedIndex`] reads in place.
+    pub fn to_packed(&self) -> Result<Vec<u8>, crate::packed::FormatError> {
+        crate::packed::write(self)
+    }
+
+    /// Documents, their lengths, the average length and the postings.
+    pub(crate) fn parts(&self) -> (&[Document], &[u32], f32, &PostingLists) {
+        (&self.docs, &self.doc_len, self.avg_len, &self.postings)
     }
 }
 
@@ -107,7 +85,37 @@ pub trait IndexData {
     fn doc_count(&self) -> usize;
     fn doc_len(&self, doc: u32) -> u32;
     fn avg_len(&self) -> f32;
-    fn postings(&self, term: &str) -> Option<&[(u32, u32)]>;
+    fn postings(&self, term: &str) -> Option<Postings<'_>>;
+}
+
+/// A term's postings: (document number, term frequency), ascending.
+#[derive(Debug, Clone, Copy)]
+pub enum Postings<'a> {
+    Pairs(&'a [(u32, u32)]),
+    /// Little-endian u32 pairs, as [`crate::packed`] stores them.
+    Packed(&'a [u8]),
+}
+
+impl<'a> Postings<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Postings::Pairs(p) => p.len(),
+            Postings::Packed(b) => b.len() / 8,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn for_each(&self, mut f: impl FnMut(u32, u32)) {
+        match self {
+            Postings::Pairs(p) => p.iter().for_each(|&(d, tf)| f(d, tf)),
+            Postings::Packed(b) => b.chunks_exact(8).for_each(|c| {
+                f(u32::from_le_bytes([c[0], c[1], c[2], c[3]]), u32::from_le_bytes([c[4], c[5], c[6], c[7]]))
+            }),
+        }
+    }
 }
 
 impl IndexData for Index {
@@ -120,43 +128,8 @@ impl IndexData for Index {
     fn avg_len(&self) -> f32 {
         self.avg_len
     }
-    fn postings(&self, term: &str) -> Option<&[(u32, u32)]> {
-        self.postings.get(term).map(Vec::as_slice)
-    }
-}
-
-/// A document of a [`StaticIndex`].
-#[derive(Debug)]
-pub struct StaticDoc {
-    pub id: &'static str,
-    pub title: Option<&'static str>,
-    pub text: &'static str,
-    pub url: Option<&'static str>,
-    pub metadata: &'static [(&'static str, &'static str)],
-}
-
-/// An index compiled into the program (see [`Index::to_rust_source`]).
-#[derive(Debug)]
-pub struct StaticIndex {
-    pub docs: &'static [StaticDoc],
-    pub doc_len: &'static [u32],
-    pub avg_len: f32,
-    /// Sorted by term.
-    pub terms: &'static [(&'static str, &'static [(u32, u32)])],
-}
-
-impl IndexData for StaticIndex {
-    fn doc_count(&self) -> usize {
-        self.docs.len()
-    }
-    fn doc_len(&self, doc: u32) -> u32 {
-        self.doc_len[doc as usize]
-    }
-    fn avg_len(&self) -> f32 {
-        self.avg_len
-    }
-    fn postings(&self, term: &str) -> Option<&[(u32, u32)]> {
-        self.terms.binary_search_by(|(t, _)| (*t).cmp(term)).ok().map(|i| self.terms[i].1)
+    fn postings(&self, term: &str) -> Option<Postings<'_>> {
+        self.postings.get(term).map(|p| Postings::Pairs(p))
     }
 }
 
@@ -171,18 +144,18 @@ pub fn search(index: &impl IndexData, query: &str, k: usize, keep: impl Fn(usize
     // Sized for every posting up front (each document once at most), and
     // hashed with foldhash: growing and SipHashing this map was about a
     // fifth of the retriever's time (perf, `spindle-bench --tokens 1`).
-    let lists: Vec<&[(u32, u32)]> = terms.iter().filter_map(|t| index.postings(t)).collect();
+    let lists: Vec<Postings<'_>> = terms.iter().filter_map(|t| index.postings(t)).collect();
     let postings: usize = lists.iter().map(|l| l.len()).sum();
     let mut scores: foldhash::HashMap<u32, f32> =
         foldhash::HashMap::with_capacity_and_hasher(postings.min(index.doc_count()), Default::default());
     for list in lists {
         let df = list.len() as f32;
         let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-        for &(d, tf) in list {
+        list.for_each(|d, tf| {
             let tf = tf as f32;
             let len_norm = 1.0 - B + B * index.doc_len(d) as f32 / avg;
             *scores.entry(d).or_default() += idf * tf * (K1 + 1.0) / (tf + K1 * len_norm);
-        }
+        });
     }
     let mut hits: Vec<Hit> = scores
         .into_iter()
@@ -220,38 +193,5 @@ mod tests {
         let hits = index.search("怎么安装软件", 10, |_| true);
         assert_eq!(index.doc(hits[0].doc).id, "c");
         assert!(index.search("kernel", 10, |d| d.id != "b").is_empty());
-    }
-
-    #[test]
-    fn static_index_answers_like_the_built_one() {
-        let built = Index::build(vec![
-            doc("a", "apt installs packages"),
-            doc("b", "软件包管理"),
-            doc("c", "packages and more packages"),
-        ]);
-        let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
-        let docs: Vec<StaticDoc> = (0..built.len())
-            .map(|i| StaticDoc {
-                id: leak(&built.doc(i).id),
-                title: None,
-                text: leak(&built.doc(i).text),
-                url: None,
-                metadata: &[],
-            })
-            .collect();
-        let terms: Vec<(&'static str, &'static [(u32, u32)])> =
-            built.postings.iter().map(|(t, l)| (leak(t), &*Box::leak(l.clone().into_boxed_slice()))).collect();
-        let fixed = StaticIndex {
-            docs: Box::leak(docs.into_boxed_slice()),
-            doc_len: Box::leak(built.doc_len.clone().into_boxed_slice()),
-            avg_len: built.avg_len,
-            terms: Box::leak(terms.into_boxed_slice()),
-        };
-        for q in ["packages", "软件包", "apt packages", "nothing"] {
-            assert_eq!(search(&fixed, q, 10, |_| true), built.search(q, 10, |_| true), "{q}");
-        }
-        let src = built.to_rust_source();
-        assert!(src.starts_with("pub static INDEX: StaticIndex"));
-        assert!(src.contains(r#"("packag", &[(0, 1), (2, 2)])"#), "{src}");
     }
 }

@@ -14,6 +14,7 @@ pub mod fusion;
 pub mod hit;
 pub mod lang;
 pub mod lexical;
+pub mod packed;
 pub mod tokenize;
 
 /// At most `max` characters of `s`, marked with `…` when cut.

@@ -1,9 +1,11 @@
 //! What `spindle index` reads: files and folders (recursively) of
-//! Markdown, HTML, plain text and JSON lines, each turned into documents
-//! along its own structure. A Markdown or HTML file gives one document per
-//! section (heading), titled with the file's title and the heading path and
-//! linked to the section's anchor; a text file gives one document (the
-//! chunker splits it by size). Every document carries the file it came from
+//! Markdown, HTML, PDF, plain text and JSON lines, each turned into
+//! documents along its own structure. A Markdown or HTML file gives one
+//! document per section (heading), titled with the file's title and the
+//! heading path and linked to the section's anchor; a PDF one per page
+//! (linked as `#page=N`, which PDF viewers open at that page); a text file
+//! gives one document (the chunker splits them all by size, at paragraph
+//! boundaries where it can). Every document carries the file it came from
 //! (`source`), its format, its modification time and, unless the file says
 //! it, its language.
 
@@ -19,6 +21,7 @@ pub enum Format {
     JsonLines,
     Markdown,
     Html,
+    Pdf,
     Text,
 }
 
@@ -29,6 +32,7 @@ impl Format {
             "jsonl" => Format::JsonLines,
             "md" | "markdown" => Format::Markdown,
             "html" | "htm" => Format::Html,
+            "pdf" => Format::Pdf,
             "txt" | "text" => Format::Text,
             _ => return None,
         })
@@ -39,6 +43,7 @@ impl Format {
             Format::JsonLines => "jsonl",
             Format::Markdown => "markdown",
             Format::Html => "html",
+            Format::Pdf => "pdf",
             Format::Text => "text",
         }
     }
@@ -59,7 +64,7 @@ pub fn collect(paths: &[PathBuf], exclude: &[String]) -> anyhow::Result<Vec<Path
         if meta.is_dir() {
             walk(path, path, &exclude, &mut out)?;
         } else if Format::of(path).is_none() {
-            bail!("{}: unknown format (use .md, .html, .txt or .jsonl)", path.display());
+            bail!("{}: unknown format (use .md, .html, .pdf, .txt or .jsonl)", path.display());
         } else if !excluded(&exclude, Path::new(""), path) {
             out.push(path.clone());
         }
@@ -110,15 +115,14 @@ struct Section {
 /// file's path to make its links; otherwise links are `file://` URLs.
 pub fn documents(path: &Path, bytes: &[u8], base_url: Option<&str>) -> anyhow::Result<Vec<Document>> {
     let format = Format::of(path).context("unknown format")?;
-    let text = std::str::from_utf8(bytes).map_err(|e| anyhow::anyhow!("not UTF-8 text ({e})"))?;
-    if format == Format::JsonLines {
-        return parse_jsonl(text).map_err(anyhow::Error::msg);
-    }
+    let text = || std::str::from_utf8(bytes).map_err(|e| anyhow::anyhow!("not UTF-8 text ({e})"));
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("document").to_string();
     let (title, sections) = match format {
-        Format::Markdown => markdown(text),
-        Format::Html => html(text),
-        _ => (None, vec![Section { text: text.to_string(), ..Section::default() }]),
+        Format::JsonLines => return parse_jsonl(text()?).map_err(anyhow::Error::msg),
+        Format::Markdown => markdown(text()?),
+        Format::Html => html(text()?),
+        Format::Pdf => (None, pdf(bytes)?),
+        Format::Text => (None, vec![Section { text: text()?.to_string(), ..Section::default() }]),
     };
     let title = title.unwrap_or(stem);
     let source = path.to_string_lossy().replace('\\', "/");
@@ -226,6 +230,36 @@ fn markdown(text: &str) -> (Option<String>, Vec<Section>) {
     (title, sections)
 }
 
+/// One section per page of a PDF, anchored `page=N`. Encrypted files and
+/// files without any text (scans) are refused with the reason.
+fn pdf(bytes: &[u8]) -> anyhow::Result<Vec<Section>> {
+    use pdf_extract::{Document, PlainTextOutput, output_doc_page};
+    // pdf-extract panics on some malformed files (it unwraps inside); one
+    // bad file must be reported, not end the run.
+    let pages = std::panic::catch_unwind(|| -> anyhow::Result<Vec<(u32, String)>> {
+        let doc = Document::load_mem(bytes).map_err(|e| anyhow::anyhow!("not a readable PDF ({e})"))?;
+        if doc.is_encrypted() {
+            bail!("encrypted PDF: decrypt it first");
+        }
+        let mut pages = Vec::new();
+        for page in doc.get_pages().into_keys() {
+            let mut text = String::new();
+            output_doc_page(&doc, &mut PlainTextOutput::new(&mut text), page)
+                .map_err(|e| anyhow::anyhow!("page {page}: {e}"))?;
+            pages.push((page, text));
+        }
+        Ok(pages)
+    })
+    .map_err(|_| anyhow::anyhow!("the PDF parser failed on this file"))??;
+    if pages.iter().all(|(_, t)| t.trim().is_empty()) {
+        bail!("no text in this PDF ({} page(s); scanned images need OCR first)", pages.len());
+    }
+    Ok(pages
+        .into_iter()
+        .map(|(n, text)| Section { headings: vec![format!("page {n}")], anchor: Some(format!("page={n}")), text })
+        .collect())
+}
+
 /// Sections of an HTML page (one per `h1`-`h6`, anchored by its `id`), and
 /// its title (`<title>`, else the first `h1`). Scripts, styles and
 /// navigation are left out.
@@ -301,6 +335,25 @@ mod tests {
 
     fn docs(name: &str, text: &str) -> Vec<Document> {
         documents(Path::new(name), text.as_bytes(), Some("https://docs.example.org")).unwrap()
+    }
+
+    #[test]
+    fn pdf_pages_become_sections_and_unreadable_pdfs_say_why() {
+        let bytes =
+            spindle_testkit::pdf::write(&["Backups run nightly.\nThey keep 30 days.", "", "Restores take an hour."]);
+        let d = documents(Path::new("ops/runbook.pdf"), &bytes, Some("https://docs.example.org")).unwrap();
+        let ids: Vec<&str> = d.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["ops/runbook.pdf#page=1", "ops/runbook.pdf#page=3"]);
+        assert!(d[0].text.contains("Backups run nightly.") && d[0].text.contains("30 days"), "{:?}", d[0].text);
+        assert_eq!(d[1].title.as_deref(), Some("runbook › page 3"));
+        assert_eq!(d[1].url.as_deref(), Some("https://docs.example.org/ops/runbook.pdf#page=3"));
+        assert_eq!(d[1].metadata["format"], "pdf");
+
+        let scan = spindle_testkit::pdf::write(&["", ""]);
+        let err = documents(Path::new("scan.pdf"), &scan, None).unwrap_err().to_string();
+        assert!(err.contains("no text in this PDF (2 page(s)"), "{err}");
+        let err = documents(Path::new("bad.pdf"), b"%PDF-1.5 garbage", None).unwrap_err().to_string();
+        assert!(err.contains("PDF"), "{err}");
     }
 
     #[test]

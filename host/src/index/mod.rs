@@ -9,8 +9,12 @@
 //! embedded in batches and written under stable chunk ids. Re-running is
 //! incremental ([`state`]): unchanged files are skipped, changed ones
 //! replaced and deleted ones removed from every store. `--recreate` drops
-//! the index and collection and starts over.
+//! the index and collection and starts over. `--embedded OUT.wasm` also
+//! writes the chunks into a copy of the embedded retriever ([`embedded`]),
+//! rebuilt from every file on each run (parsing is cheap; it is the
+//! engines' writes and the embeddings that incremental runs save).
 
+mod embedded;
 mod files;
 mod http;
 mod keyword;
@@ -32,7 +36,7 @@ use std::time::{Duration, Instant};
 #[derive(clap::Args)]
 pub struct IndexArgs {
     /// Files and folders (searched recursively) of Markdown (.md), HTML
-    /// (.html), plain text (.txt) and JSON lines (.jsonl).
+    /// (.html), PDF (.pdf), plain text (.txt) and JSON lines (.jsonl).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Files and folders to skip: globs matched against the path or the
@@ -71,6 +75,16 @@ pub struct IndexArgs {
     /// (e.g. re-index only the keyword store after changing its analyzers).
     #[arg(long, value_delimiter = ',', default_value = "keyword,vector")]
     stores: Vec<StoreKind>,
+    /// Also write the chunks into a copy of the embedded retriever at this
+    /// path (e.g. `.spindle/retriever-docs.wasm`), for a manifest whose
+    /// retriever slot names a component with that `source`: no Rust
+    /// toolchain needed, and `spin up` serves it as is.
+    #[arg(long, value_name = "OUT.wasm")]
+    embedded: Option<PathBuf>,
+    /// The built embedded retriever to copy. Default: the manifest's
+    /// `retriever-bm25` component.
+    #[arg(long, value_name = "FILE.wasm", requires = "embedded")]
+    embedded_from: Option<PathBuf>,
     /// Timeout of one call to a store or the embeddings endpoint, seconds.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
@@ -186,9 +200,6 @@ fn targets(vars: &Resolver, timeout: Duration, analysis: opensearch::Analysis) -
         let service = http::Service::new("the vector store", &get("vector_url"), headers, timeout);
         Some((vector::VectorIndex::new(store, service, get("vector_collection")), embedder))
     };
-    if keyword.is_none() && vector.is_none() {
-        bail!("nothing to index into: set opensearch_url and/or vector_url (e.g. SPIN_VARIABLE_OPENSEARCH_URL)");
-    }
     Ok(Targets { keyword, vector })
 }
 
@@ -207,6 +218,8 @@ struct Plan {
     /// The state of each written file, recorded once the writes succeed.
     next: Vec<(String, state::FileState)>,
     failed: Vec<String>,
+    /// Chunks of unchanged files, for the embedded index (rebuilt whole).
+    kept: Vec<Chunk>,
 }
 
 /// A file's key in the state: its path as found, with `/` separators.
@@ -252,8 +265,11 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
     if !args.stores.contains(&StoreKind::Vector) {
         targets.vector = None;
     }
-    if targets.keyword.is_none() && targets.vector.is_none() {
-        bail!("--stores leaves no configured store to write");
+    if targets.keyword.is_none() && targets.vector.is_none() && args.embedded.is_none() {
+        bail!(
+            "nothing to index into: set opensearch_url and/or vector_url (e.g. SPIN_VARIABLE_OPENSEARCH_URL), \
+             or give --embedded OUT.wasm"
+        );
     }
     if args.batch == 0 {
         bail!("--batch must be at least 1");
@@ -276,7 +292,8 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
         };
         let hash = state::hash(&bytes);
         let before = state.files.get(file_key);
-        if before.is_some_and(|b| b.hash == hash) {
+        let unchanged = before.is_some_and(|b| b.hash == hash);
+        if unchanged && args.embedded.is_none() {
             plan.unchanged += 1;
             continue;
         }
@@ -287,8 +304,13 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
                 continue;
             }
         };
-        plan.documents += docs.len();
         let new: Vec<Chunk> = docs.iter().flat_map(|d| chunk_document(d, cfg)).collect();
+        if unchanged {
+            plan.unchanged += 1;
+            plan.kept.extend(new);
+            continue;
+        }
+        plan.documents += docs.len();
         let ids: Vec<String> = new.iter().map(|c| c.id.clone()).collect();
         if let Some(before) = before {
             plan.changed += 1;
@@ -308,7 +330,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
         plan.stale.extend(state.files[file].chunks.iter().cloned());
     }
     let mut chunks = std::mem::take(&mut plan.chunks);
-    let detected = label_languages(&mut chunks);
+    let detected = label_languages(&mut chunks) + label_languages(&mut plan.kept);
     if detected > 0 {
         eprintln!("{detected} chunk(s) had no `lang`: detected from their text");
     }
@@ -328,6 +350,19 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
         plan.stale.len()
     );
 
+    if let Some(out) = &args.embedded {
+        let from = match &args.embedded_from {
+            Some(path) => path.clone(),
+            None if app.manifest.component.contains_key("retriever-bm25") => app.source_path("retriever-bm25"),
+            None => bail!("the manifest has no retriever-bm25 component: name the built one with --embedded-from"),
+        };
+        // In one order whatever changed, so an unchanged set of files gives
+        // the same bytes.
+        let mut all: Vec<&Chunk> = plan.kept.iter().chain(&chunks).collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        let written = embedded::write(&from, out, &all)?;
+        println!("{written}");
+    }
     if let Some(k) = &targets.keyword {
         k.prepare(args.recreate, &metadata_keys)?;
     }
