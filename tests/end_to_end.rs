@@ -13,7 +13,7 @@ mod common;
 
 use common::client::{self, data, names, text};
 use common::redis::{free_port, runtime_config, start_redis};
-use common::spindle::{Options, Spindle, derived_manifest, repo_root, spindle_bin};
+use common::spindle::{Options, Spindle, derived_manifest, index_in, repo_root, spindle_bin};
 use spindle_wire::sse::Event;
 use std::process::Command;
 use std::time::Duration;
@@ -180,26 +180,6 @@ async fn the_faq_indexed_in_real_engines_answers_in_english_and_chinese_from_a_r
     let keys = String::from_utf8_lossy(&keys.expect("redis-cli").stdout).into_owned();
     assert!(keys.contains("spindle:answer:"), "answers are in Redis: {keys}");
     assert!(keys.contains("spindle:embedding:"), "passage embeddings are cached in Redis: {keys}");
-}
-
-/// Runs `spindle index` in `dir` against the stores of `vars`; returns
-/// whether it succeeded, its stdout and its stderr.
-fn index_in(
-    dir: &std::path::Path,
-    vars: &[(String, String)],
-    args: &[impl AsRef<std::ffi::OsStr>],
-) -> (bool, String, String) {
-    let mut cmd = Command::new(spindle_bin());
-    cmd.arg("index").arg("-f").arg(repo_root().join("spin.toml")).args(args).current_dir(dir);
-    for (k, v) in vars {
-        cmd.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);
-    }
-    let out = cmd.output().expect("run spindle index");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// The document (chunk id without its `#<n>`) and link of every source of

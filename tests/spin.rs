@@ -206,3 +206,35 @@ async fn two_pipelines_serve_their_own_routes() {
     assert_eq!(client::data(&kb, "error")["code"], "retriever_unavailable");
     assert_eq!(client::get(&spin.url("/kb/")).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_indexed_copy_of_the_embedded_retriever_serves_a_teams_files() {
+    let dir = std::env::temp_dir().join(format!("spindle-spin-indexed-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("docs")).unwrap();
+    std::fs::write(
+        dir.join("docs/runbook.md"),
+        "# Runbook\n\n## Rotating the keys\n\nSigning keys are rotated on the first Monday of every quarter.\n",
+    )
+    .unwrap();
+    let copy = dir.join("retriever-docs.wasm");
+    let (ok, out, err) = common::spindle::index_in(&dir, &[], &["--embedded", copy.to_str().unwrap(), "docs"]);
+    assert!(ok, "{out}\n{err}");
+    let manifest = derived_manifest(
+        "spin-indexed",
+        &[
+            (r#"{ component = "retriever-bm25" }"#, r#"{ component = "retriever-docs" }"#),
+            (r#"{ component = "generator-openai" }"#, r#"{ component = "generator-extractive" }"#),
+            (
+                "[component.retriever-bm25]\n",
+                &format!("[component.retriever-docs]\nsource = \"{}\"\n\n[component.retriever-bm25]\n", copy.display()),
+            ),
+        ],
+    );
+    let Some(spin) = spin_up(Options { manifest: Some(manifest), ..Options::default() }) else { return };
+    let events =
+        client::get(&spin.url("/api/chat/stream?query=when+are+the+signing+keys+rotated")).await.events().await;
+    let sources = client::data(&events, "sources");
+    assert_eq!(sources[0]["id"], "docs/runbook.md#rotating-the-keys#0", "{sources}");
+    assert!(client::text(&events).contains("first Monday of every quarter"), "{events:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -14,6 +14,7 @@
 //!
 //! Usage: `cargo run --release -p spindle-bench -- [--levels 100,1000,9000]`
 
+mod hold;
 mod load;
 mod relay;
 
@@ -72,6 +73,15 @@ struct Args {
     /// its ratios to the relay and to spindle (and in the soak).
     #[arg(long)]
     spin: Option<PathBuf>,
+    /// Memory per open stream instead of the levels: hold this many streams
+    /// open at once against spindle (tokens 250 ms apart) and report its
+    /// memory against idle. With `--manifest` naming an app whose retriever
+    /// holds a big embedded index, it shows instances share the index.
+    #[arg(long)]
+    hold: Option<usize>,
+    /// Internal: the fake upstream's time per token, ms.
+    #[arg(long, hide = true, default_value_t = 10)]
+    token_ms: u64,
     /// Internal: serve the native relay for the given upstream.
     #[arg(long, hide = true)]
     serve_relay: Option<String>,
@@ -361,7 +371,7 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if args.serve_upstream {
         return rt.block_on(async {
-            let upstream = Upstream::start_with(Behaviour::tokens(args.tokens, 50, 10), false).await;
+            let upstream = Upstream::start_with(Behaviour::tokens(args.tokens, 50, args.token_ms), false).await;
             println!("Serving {}", upstream.origin);
             std::future::pending::<()>().await;
             Ok(())
@@ -377,15 +387,49 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(run(args))
 }
 
+/// `--hold C`: spindle's memory with C streams open against idle.
+async fn hold_report(args: &Args, upstream: &str, c: usize) -> anyhow::Result<()> {
+    let t = start_spindle(args, upstream)?;
+    let h = hold::hold(&t.url, t.child.id(), c).await;
+    let per = |held: f64, idle: f64| (held - idle) * 1024.0 / h.open.max(1) as f64;
+    let report = format!(
+        "# spindle-bench --hold {c}\n\nApp: {}. {} of {} streams open at the sample, {} errors.\n\n| memory | idle (MB) | {} streams open (MB) | per open stream (KB) |\n|---|---|---|---|\n| RSS | {:.0} | {:.0} | {:.0} |\n| PSS | {:.0} | {:.0} | {:.0} |\n| private | {:.0} | {:.0} | {:.0} |\n",
+        args.manifest.display(),
+        h.open,
+        h.streams,
+        h.errors,
+        h.open,
+        h.idle.rss_mb,
+        h.held.rss_mb,
+        per(h.held.rss_mb, h.idle.rss_mb),
+        h.idle.pss_mb,
+        h.held.pss_mb,
+        per(h.held.pss_mb, h.idle.pss_mb),
+        h.idle.private_mb,
+        h.held.private_mb,
+        per(h.held.private_mb, h.idle.private_mb),
+    );
+    println!("{report}");
+    std::fs::write(&args.out, &report)?;
+    Ok(())
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     // The upstream runs in a process of its own: every process here may hold
     // only as many sockets as the open-file limit allows.
     let upstream = {
         let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.arg("--serve-upstream").arg(format!("--tokens={}", args.tokens)).stderr(Stdio::null());
+        let token_ms = if args.hold.is_some() { 250 } else { 10 };
+        cmd.arg("--serve-upstream")
+            .arg(format!("--tokens={}", args.tokens))
+            .arg(format!("--token-ms={token_ms}"))
+            .stderr(Stdio::null());
         spawn(cmd, "")?
     };
     let upstream = Origin { origin: upstream.url.clone(), _process: upstream };
+    if let Some(c) = args.hold {
+        return hold_report(&args, &upstream.origin, c).await;
+    }
     if args.floor {
         let status = Command::new(&args.spindle).args(["build", "--manifest", FLOOR_MANIFEST]).status()?;
         anyhow::ensure!(status.success(), "building {FLOOR_MANIFEST} failed ({status})");

@@ -45,3 +45,30 @@ pub fn sample(pid: u32) -> Sample {
     };
     Sample { cpu_seconds, rss_mb: kb("VmRSS:") / 1024.0, peak_rss_mb: kb("VmHWM:") / 1024.0 }
 }
+
+/// A process's memory as the kernel accounts it (`/proc/PID/smaps_rollup`),
+/// in MB. `rss` counts a page once per mapping, so pages that many wasm
+/// instances map from one memory image count many times; `pss` divides
+/// each page among its mappings (what the process really costs); `private`
+/// is what only this process holds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    pub rss_mb: f64,
+    pub pss_mb: f64,
+    pub private_mb: f64,
+}
+
+pub fn memory(pid: u32) -> Memory {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let kb = |key: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(key))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .sum()
+    };
+    Memory {
+        rss_mb: kb("Rss:") / 1024.0,
+        pss_mb: kb("Pss:") / 1024.0,
+        private_mb: (kb("Private_Clean:") + kb("Private_Dirty:")) / 1024.0,
+    }
+}

@@ -55,6 +55,26 @@ pub fn derived_manifest(name: &str, replacements: &[(&str, &str)]) -> PathBuf {
     path
 }
 
+/// Runs `spindle index` in `dir` against the stores of `vars`; returns
+/// whether it succeeded, its stdout and its stderr.
+pub fn index_in(
+    dir: &std::path::Path,
+    vars: &[(String, String)],
+    args: &[impl AsRef<std::ffi::OsStr>],
+) -> (bool, String, String) {
+    let mut cmd = Command::new(spindle_bin());
+    cmd.arg("index").arg("-f").arg(repo_root().join("spin.toml")).args(args).current_dir(dir);
+    for (k, v) in vars {
+        cmd.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);
+    }
+    let out = cmd.output().expect("run spindle index");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The Spin CLI the `spin up` tests use: `$SPIN`, if it is a file.
 pub fn spin_binary() -> Option<PathBuf> {
     std::env::var_os("SPIN").map(PathBuf::from).filter(|p| p.is_file())
