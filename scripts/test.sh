@@ -5,7 +5,7 @@
 #
 #  1. Debian packages: chromium (the chat-page test's browser: playwright-core
 #     cannot download its own here), redis-server (the cache and end-to-end
-#     tests start their own), curl, node/npm, python3 (+ venv), cmake and a
+#     tests start their own), haproxy (the replicas test), curl, node/npm, python3 (+ venv), cmake and a
 #     C++ compiler (to build llama-server), iproute2 and procps (the Milvus
 #     test's network namespace). Checked first; as root the missing ones are
 #     installed, otherwise the script stops at once with the command to run.
@@ -66,6 +66,7 @@ need() {
 }
 need curl curl
 need redis-server redis-server
+need haproxy haproxy
 need iproute2 ip
 need procps pkill
 need nodejs node

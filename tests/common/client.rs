@@ -40,6 +40,12 @@ pub async fn post_json(url: &str, json: &str) -> Stream {
     .await
 }
 
+/// The status of a GET, or `None` if the server cannot be reached.
+pub async fn try_get(url: &str) -> Option<u16> {
+    let req = http::Request::get(url).body(Body::default()).unwrap();
+    client().request(req).await.ok().map(|r| r.status().as_u16())
+}
+
 pub async fn send(req: http::Request<Body>) -> Stream {
     let res = client().request(req).await.expect("request failed");
     let status = res.status().as_u16();

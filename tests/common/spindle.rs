@@ -219,6 +219,18 @@ impl Spindle {
         assert!(status.success());
     }
 
+    /// Waits up to `limit` for the process to exit; its status, if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// The process's resident set size, in bytes (Linux `/proc`).
     pub fn rss_bytes(&self) -> u64 {
         let rss = spindle_testkit::procstat::sample(self.child.id()).rss_mb * 1024.0 * 1024.0;
