@@ -113,6 +113,8 @@ async fn settle(spindle: &Spindle) {
         assert!(Instant::now() < deadline, "idle instances were never dropped");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The host hands freed heap back a second after the last instance goes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 }
 
 async fn wave(spindle: &Arc<Spindle>, n: usize, tag: &str) -> Vec<tokio::task::JoinHandle<Answer>> {

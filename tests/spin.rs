@@ -238,3 +238,19 @@ async fn an_indexed_copy_of_the_embedded_retriever_serves_a_teams_files() {
     assert!(client::text(&events).contains("first Monday of every quarter"), "{events:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_stream_resumes_through_spins_outbound_redis() {
+    let redis = common::redis::free_port();
+    let _redis = start_redis(redis);
+    let upstream = Upstream::start(Behaviour::tokens(12, 50, 100)).await;
+    let opts = Options::default()
+        .llm(&upstream.origin)
+        .var("cache_ttl_secs", "0")
+        .var("stream_journal_url", format!("redis://127.0.0.1:{redis}"));
+    let Some(spin) = spin_up(opts) else { return };
+    let mut seen = common::resume::read_then_leave(&spin.url("/api/chat/stream?query=resume+under+spin"), 4).await;
+    let (rest, _) = common::resume::resume(&spin.base, &seen).await;
+    seen.extend(rest);
+    common::resume::assert_whole(&seen, 12);
+}

@@ -53,6 +53,14 @@ pub struct Guard {
     id: String,
 }
 
+impl Guard {
+    /// Lets the request's outbound calls run on after its client leaves
+    /// (the id is released now, not cancelled later).
+    pub fn detach(&mut self) {
+        self.registry.0.lock().unwrap().remove(&self.id);
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         if let Some(token) = self.registry.0.lock().unwrap().remove(&self.id) {

@@ -16,6 +16,7 @@ mod metrics;
 mod observe;
 mod outbound;
 mod preflight;
+mod redis_outbound;
 mod routes;
 mod runtime;
 mod server;

@@ -7,6 +7,7 @@
 
 use crate::kv::{self, KvContext, KvView};
 use crate::outbound::Outbound;
+use crate::redis_outbound::{self, RedisContext, RedisView};
 use crate::variables::{self, ComponentVariables};
 use anyhow::Context as _;
 use std::future::Future;
@@ -125,6 +126,7 @@ pub struct StoreData {
     hooks: Outbound,
     variables: ComponentVariables,
     kv: KvContext,
+    redis: RedisContext,
     limits: Limiter,
     busy: Busy,
 }
@@ -211,6 +213,7 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<StoreData>> {
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     variables::add_to_linker(&mut linker, |d: &mut StoreData| &d.variables)?;
     kv::add_to_linker(&mut linker, |d: &mut StoreData| KvView { table: &mut d.table, ctx: &d.kv })?;
+    redis_outbound::add_to_linker(&mut linker, |d: &mut StoreData| RedisView { table: &mut d.table, ctx: &d.redis })?;
     Ok(linker)
 }
 
@@ -286,6 +289,7 @@ pub fn new_store(engine: &Engine, id: &str, config: &ComponentConfig, limits: &L
         hooks: config.outbound.clone(),
         variables: config.variables.clone(),
         kv: config.kv.clone(),
+        redis: RedisContext::new(config.outbound.allow.clone()),
         limits: Limiter {
             limits: StoreLimitsBuilder::new().memory_size(limits.max_memory).trap_on_grow_failure(true).build(),
             grown: 0,

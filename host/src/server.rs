@@ -270,10 +270,14 @@ async fn route(
     };
     // Dropped with the response body, or with this future if the client
     // leaves before the response starts: either way outbound calls stop.
-    let guard = guard.expect("component requests are registered");
+    let mut guard = guard.expect("component requests are registered");
     match handler.handle((), req).await {
         Ok(mut res) => {
             let status = res.status().as_u16();
+            // A journaled answer outlives its client: a reconnect reads it.
+            if res.headers_mut().remove(wire_headers::JOURNALED).is_some() {
+                guard.detach();
+            }
             // The question, as the app understood it, is for the log only.
             if let Some(query) = res.headers_mut().remove(wire_headers::QUERY) {
                 started.query = query.to_str().ok().map(wire_headers::decode_query);

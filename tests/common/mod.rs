@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod redis;
+pub mod resume;
 pub mod spindle;
 // Not every suite uses every helper.
 #[allow(unused_imports)]

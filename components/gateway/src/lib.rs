@@ -11,6 +11,7 @@ mod bindings;
 mod cache;
 mod events;
 mod input_limits;
+mod journal;
 mod openai_route;
 mod openapi;
 mod pipeline;

@@ -46,16 +46,30 @@ impl StreamBody {
 /// by proxies; with the request id, the encoding and the question for the
 /// host's logs) whose body is written through the returned [`StreamBody`].
 pub fn sse(chat: &ChatRequest, encoding: Encoding) -> Result<(StreamBody, types::Response), ErrorCode> {
+    sse_stream(&chat.request_id, Some(&chat.query), encoding, false)
+}
+
+/// [`sse`] for a stream `request_id` names; `journaled` tells the host the
+/// answer outlives its client (it must not cancel its calls).
+pub fn sse_stream(
+    request_id: &str,
+    query: Option<&str>,
+    encoding: Encoding,
+    journaled: bool,
+) -> Result<(StreamBody, types::Response), ErrorCode> {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("text/event-stream; charset=utf-8"));
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     headers.insert(wire_headers::ENCODING, HeaderValue::from_static(encoding.header_value()));
-    if let Ok(id) = HeaderValue::from_str(&chat.request_id) {
+    if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert(wire_headers::REQUEST_ID, id);
     }
-    if let Ok(query) = HeaderValue::from_str(&wire_headers::encode_query(&chat.query)) {
+    if let Some(Ok(query)) = query.map(|q| HeaderValue::from_str(&wire_headers::encode_query(q))) {
         headers.insert(wire_headers::QUERY, query);
+    }
+    if journaled {
+        headers.insert(wire_headers::JOURNALED, HeaderValue::from_static("1"));
     }
     let fields = Fields::try_from(headers).map_err(|e| ErrorCode::InternalError(Some(format!("{e:?}"))))?;
     let (writer, contents, trailers) = BodyWriter::new();

@@ -166,6 +166,9 @@ pub enum ErrorCode {
     RequestTimeout,
     /// Set by the host: the component stopped before its last event.
     StreamAborted,
+    /// A resumed stream: the replica producing the answer stopped before
+    /// its last event, so the rest of the answer is lost.
+    OriginLost,
 }
 
 impl ErrorCode {
@@ -184,6 +187,7 @@ impl ErrorCode {
             ErrorCode::ServerShutdown => "server_shutdown",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::StreamAborted => "stream_aborted",
+            ErrorCode::OriginLost => "origin_lost",
         }
     }
 

@@ -24,6 +24,12 @@ pub const END: &str = "x-spindle-end";
 /// not set it.
 pub const REVISION: &str = "x-spindle-revision";
 
+/// Set by the app on a stream it journals for resumption: its answer is
+/// kept going when the client leaves (a reconnect picks it up), so the
+/// host must not cancel the stream's outbound calls then. The host removes
+/// it before the response leaves.
+pub const JOURNALED: &str = "x-spindle-journaled";
+
 /// Longest question carried in [`QUERY`], in characters.
 pub const MAX_QUERY_CHARS: usize = 500;
 

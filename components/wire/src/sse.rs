@@ -52,6 +52,9 @@ pub fn comment(text: &str) -> String {
 pub struct Event {
     pub name: Option<String>,
     pub data: String,
+    /// The event's `id:`, if it had one (what a client sends back as
+    /// `Last-Event-ID` to resume).
+    pub id: Option<String>,
 }
 
 /// The stream broke a framing limit; the decoder keeps refusing input.
@@ -73,6 +76,7 @@ pub struct Decoder {
     buf: Vec<u8>,
     name: Option<String>,
     data: Option<String>,
+    id: Option<String>,
     broken: bool,
 }
 
@@ -132,9 +136,10 @@ impl Decoder {
         }
         if line.is_empty() {
             if let Some(data) = self.data.take() {
-                on_event(Event { name: self.name.take(), data });
+                on_event(Event { name: self.name.take(), data, id: self.id.take() });
             }
             self.name = None;
+            self.id = None;
             return;
         }
         if line[0] == b':' {
@@ -147,6 +152,7 @@ impl Decoder {
         };
         match field {
             b"event" => self.name = Some(String::from_utf8_lossy(value).into_owned()),
+            b"id" => self.id = Some(String::from_utf8_lossy(value).into_owned()),
             b"data" => {
                 let value = String::from_utf8_lossy(value);
                 match &mut self.data {
@@ -164,7 +170,7 @@ impl Decoder {
     /// True when no event is partly received: every byte fed so far belonged
     /// to events already returned, or to comments.
     pub fn between_events(&self) -> bool {
-        self.buf.is_empty() && self.name.is_none() && self.data.is_none()
+        self.buf.is_empty() && self.name.is_none() && self.data.is_none() && self.id.is_none()
     }
 
     /// Bytes received that do not yet end a line (for error messages).
@@ -187,7 +193,10 @@ mod tests {
         got.extend(d.feed(second).unwrap());
         assert_eq!(
             got,
-            vec![Event { name: Some("x".into()), data: "a\nb".into() }, Event { name: None, data: "c".into() }]
+            vec![
+                Event { name: Some("x".into()), data: "a\nb".into(), id: None },
+                Event { name: None, data: "c".into(), id: None }
+            ]
         );
     }
 
@@ -201,7 +210,13 @@ mod tests {
     #[test]
     fn comments_and_crlf_are_handled() {
         let mut d = Decoder::default();
-        assert_eq!(d.feed(b": ping\r\n\r\ndata: {}\r\n\r\n").unwrap(), vec![Event { name: None, data: "{}".into() }]);
+        assert_eq!(
+            d.feed(b": ping\r\n\r\ndata: {}\r\n\r\n").unwrap(),
+            vec![Event { name: None, data: "{}".into(), id: None }]
+        );
+        let got = d.feed(b"id: r-1:4\nevent: done\ndata: {}\n\ndata: x\n\n").unwrap();
+        assert_eq!(got[0].id.as_deref(), Some("r-1:4"));
+        assert_eq!(got[1].id, None, "an id belongs to its own event");
     }
 
     #[test]
@@ -212,7 +227,7 @@ mod tests {
         for piece in wire.as_bytes().chunks(7) {
             got.extend(d.feed(piece).unwrap());
         }
-        assert_eq!(got, vec![Event { name: Some("done".into()), data: "x".repeat(10_000) }]);
+        assert_eq!(got, vec![Event { name: Some("done".into()), data: "x".repeat(10_000), id: None }]);
     }
 
     #[test]
@@ -368,7 +383,7 @@ mod tests {
                 raw in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
             ) {
                 let wire = event(name.as_deref(), &data);
-                let expected = vec![Event { name: name.clone(), data: normalised(&data) }];
+                let expected = vec![Event { name: name.clone(), data: normalised(&data), id: None }];
                 let whole = decode([wire.as_bytes()]);
                 prop_assert_eq!(&whole.events, &expected);
                 prop_assert!(!whole.failed && whole.between_events);
@@ -414,7 +429,7 @@ mod tests {
                 let at = cuts(bytes.len(), &raw);
                 let out = decode(split(&bytes, &at));
                 prop_assert_eq!(out.failed, len > MAX_LINE_BYTES, "a line of {} bytes", len);
-                prop_assert_eq!(&out.events[..1], &[Event { name: None, data: "ok".into() }][..]);
+                prop_assert_eq!(&out.events[..1], &[Event { name: None, data: "ok".into(), id: None }][..]);
                 if out.failed {
                     prop_assert_eq!(out.pending, 0, "the refused line is not kept");
                 } else {
