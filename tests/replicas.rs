@@ -2,7 +2,8 @@
 //! HAProxy, health-checking `/readyz`) sharing one Redis: nothing but the
 //! answer cache is shared, so a rolling restart under load fails no stream
 //! and refuses no request, a replica killed outright ends its own streams
-//! at once (the client can tell) and leaves the others' alone, and an
+//! at once (the client can tell) and leaves the others' alone (its clients
+//! resume through the balancer and are told the answer was lost), and an
 //! answer cached through one replica is a hit through another.
 
 mod common;
@@ -88,7 +89,10 @@ fn replica(port: u16, upstream: &str, redis: u16) -> Spindle {
             "--log-dir".into(),
             "none".into(),
         ],
-        ..Options::default().llm(upstream).var("heartbeat_ms", "1000")
+        ..Options::default()
+            .llm(upstream)
+            .var("heartbeat_ms", "1000")
+            .var("stream_journal_url", format!("redis://127.0.0.1:{redis}"))
     })
 }
 
@@ -113,34 +117,46 @@ struct Ended {
     /// Why not, if not.
     error: Option<String>,
     at: Instant,
+    /// The id of the last event received.
+    last_id: Option<String>,
 }
 
 /// One question through the balancer, read to its end.
 async fn ask(client: &Client<HttpConnector, Empty<Bytes>>, url: &str) -> Ended {
-    let fail = |served_by: String, e: String| Ended { served_by, complete: false, error: Some(e), at: Instant::now() };
+    let fail = |served_by: String, e: String, last_id: Option<String>| Ended {
+        served_by,
+        complete: false,
+        error: Some(e),
+        at: Instant::now(),
+        last_id,
+    };
     let req = http::Request::get(url).body(Empty::new()).unwrap();
     let res = match client.request(req).await {
         Ok(r) => r,
-        Err(e) => return fail(String::new(), format!("request: {e}")),
+        Err(e) => return fail(String::new(), format!("request: {e}"), None),
     };
     let served_by = res.headers().get("x-served-by").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     if res.status() != 200 {
-        return fail(served_by, format!("status {}", res.status()));
+        return fail(served_by, format!("status {}", res.status()), None);
     }
     let mut body = res.into_body();
     let mut decoder = Decoder::default();
+    let mut last_id = None;
     loop {
         let frame = match tokio::time::timeout(Duration::from_secs(30), body.frame()).await {
-            Err(_) => return fail(served_by, "stalled 30 s".into()),
-            Ok(None) => return fail(served_by, "ended without done".into()),
-            Ok(Some(Err(e))) => return fail(served_by, format!("body: {e}")),
+            Err(_) => return fail(served_by, "stalled 30 s".into(), last_id),
+            Ok(None) => return fail(served_by, "ended without done".into(), last_id),
+            Ok(Some(Err(e))) => return fail(served_by, format!("body: {e}"), last_id),
             Ok(Some(Ok(f))) => f,
         };
         let Some(data) = frame.data_ref() else { continue };
         for e in decoder.feed(data).unwrap_or_default() {
+            last_id = e.id.clone().or(last_id);
             match e.name.as_deref() {
-                Some("done") => return Ended { served_by, complete: true, error: None, at: Instant::now() },
-                Some("error") => return fail(served_by, e.data),
+                Some("done") => {
+                    return Ended { served_by, complete: true, error: None, at: Instant::now(), last_id };
+                }
+                Some("error") => return fail(served_by, e.data, last_id),
                 _ => {}
             }
         }
@@ -255,5 +271,30 @@ async fn replicas_behind_haproxy_restart_one_by_one_under_load_without_a_failed_
     }
     let others = all.iter().filter(|e| e.served_by != "r0").count();
     assert!(others > CLIENTS, "the other replicas kept serving: {others}");
-    eprintln!("kill -9 of one replica: {} of its streams cut, {others} on the others all complete", cut.len());
+    // The cut clients reconnect through the balancer with their last id:
+    // they get what the dead replica journaled, then `origin_lost`.
+    let resumed_at = Instant::now();
+    // (A stream cut before its first event has nothing to resume: its
+    // client asks again.)
+    let resumable: Vec<&&Ended> = cut.iter().filter(|e| e.last_id.is_some()).take(20).collect();
+    assert!(!resumable.is_empty(), "cut streams had events");
+    for e in &resumable {
+        let id = e.last_id.clone().unwrap();
+        let req = http::Request::get(format!("http://127.0.0.1:{}/api/chat/stream", lb.port))
+            .header("last-event-id", &id)
+            .body(common::client::Body::default())
+            .unwrap();
+        let events = tokio::time::timeout(Duration::from_secs(10), common::client::send(req).await.events())
+            .await
+            .expect("a resumed stream of a dead replica ends, it does not hang");
+        let last = events.last().expect("an event");
+        assert_eq!(last.name.as_deref(), Some("error"), "{events:?}");
+        assert!(last.data.contains("origin_lost"), "{}", last.data);
+    }
+    eprintln!(
+        "kill -9 of one replica: {} of its streams cut, {others} on the others all complete; {} cut streams resumed to origin_lost in {:.1} s",
+        cut.len(),
+        resumable.len(),
+        resumed_at.elapsed().as_secs_f64()
+    );
 }
