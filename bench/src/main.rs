@@ -29,6 +29,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Streams run before each measurement.
+const WARM_UP_STREAMS: usize = 200;
+
 /// The upstream's own time to first token.
 const UPSTREAM_FIRST_TOKEN: Duration = Duration::from_millis(50);
 
@@ -79,6 +82,11 @@ struct Args {
     /// holds a big embedded index, it shows instances share the index.
     #[arg(long)]
     hold: Option<usize>,
+    /// Also measure spindle with its stream journal on (a redis-server the
+    /// bench starts): the journal's cost per event in spindle's and
+    /// Redis's CPU, and in Redis memory.
+    #[arg(long)]
+    journal: bool,
     /// Internal: the fake upstream's time per token, ms.
     #[arg(long, hide = true, default_value_t = 10)]
     token_ms: u64,
@@ -152,7 +160,11 @@ fn start_relay(args: &Args, upstream: &str) -> anyhow::Result<Target> {
 }
 
 fn start_spindle(args: &Args, upstream: &str) -> anyhow::Result<Target> {
-    let mut target = start_app(args, upstream, &args.manifest, "/api/chat/stream")?;
+    start_spindle_with(args, upstream, &[])
+}
+
+fn start_spindle_with(args: &Args, upstream: &str, env: &[(&str, String)]) -> anyhow::Result<Target> {
+    let mut target = start_app(args, upstream, &args.manifest, "/api/chat/stream", env)?;
     target.metrics = Some(target.url.replace("/api/chat/stream", "/metrics"));
     Ok(target)
 }
@@ -185,7 +197,13 @@ async fn idle_rss_mb(target: &Target) -> f64 {
 const FLOOR_MANIFEST: &str = "bench/floor.toml";
 
 /// `spindle up` for `manifest`, whose streaming route is `path`.
-fn start_app(args: &Args, upstream: &str, manifest: &std::path::Path, path: &str) -> anyhow::Result<Target> {
+fn start_app(
+    args: &Args,
+    upstream: &str,
+    manifest: &std::path::Path,
+    path: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<Target> {
     let logs = std::env::temp_dir().join(format!("spindle-bench-logs-{}", std::process::id()));
     let mut cmd = target_command(&args.spindle, args.target_nice);
     cmd.args(["up", "--listen", "127.0.0.1:0", "--manifest"])
@@ -199,6 +217,7 @@ fn start_app(args: &Args, upstream: &str, manifest: &std::path::Path, path: &str
         .env("SPIN_VARIABLE_CACHE_TTL_SECS", "0")
         // Kept for diagnosis: target/bench-spindle.log.
         .stderr(std::fs::File::create("target/bench-spindle.log")?)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(&args.spindle_arg);
     spawn(cmd, path)
 }
@@ -228,7 +247,7 @@ impl Measured {
 
 async fn measure(target: &Target, concurrency: usize, streams: usize) -> Measured {
     // Warm up: instances, compiled code, connection pools.
-    load::run(&target.url, concurrency.min(100), 200, |_| Kind::Normal).await;
+    load::run(&target.url, concurrency.min(100), WARM_UP_STREAMS, |_| Kind::Normal).await;
     let pid = target.child.id();
     let metrics_before = step_totals(target).await;
     let before = procstat::sample_tree(pid);
@@ -387,6 +406,46 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(run(args))
 }
 
+/// spindle with its stream journal on a redis-server of its own: the
+/// measurement, Redis's CPU seconds and its memory growth in bytes.
+async fn measure_journal(
+    args: &Args,
+    upstream: &str,
+    c: usize,
+    streams: usize,
+) -> anyhow::Result<(Measured, f64, u64)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut redis = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()?;
+    let used = || -> u64 {
+        let out = Command::new("redis-cli").args(["-p", &port.to_string(), "info", "memory"]).output();
+        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        text.lines().find_map(|l| l.strip_prefix("used_memory:")?.trim().parse().ok()).unwrap_or(0)
+    };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = start_spindle_with(
+        args,
+        upstream,
+        &[("SPIN_VARIABLE_STREAM_JOURNAL_URL", format!("redis://127.0.0.1:{port}"))],
+    )?;
+    let (cpu0, mem0) = (procstat::sample(redis.id()).cpu_seconds, used());
+    let m = measure(&t, c, streams).await;
+    let (cpu1, mem1) = (procstat::sample(redis.id()).cpu_seconds, used());
+    drop(t);
+    let _ = redis.kill();
+    let _ = redis.wait();
+    // Redis also journaled `measure`'s warm-up streams: spread over those too.
+    let share = m.outcome.streams as f64 / (m.outcome.streams + WARM_UP_STREAMS) as f64;
+    Ok((m, (cpu1 - cpu0) * share, (mem1.saturating_sub(mem0) as f64 * share) as u64))
+}
+
 /// `--hold C`: spindle's memory with C streams open against idle.
 async fn hold_report(args: &Args, upstream: &str, c: usize) -> anyhow::Result<()> {
     let t = start_spindle(args, upstream)?;
@@ -458,7 +517,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             measure(&t, c, streams).await
         };
         let floor = if args.floor {
-            let t = start_app(&args, &upstream.origin, FLOOR_MANIFEST.as_ref(), "/relay")?;
+            let t = start_app(&args, &upstream.origin, FLOOR_MANIFEST.as_ref(), "/relay", &[])?;
             Some(measure(&t, c, streams).await)
         } else {
             None
@@ -468,6 +527,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let m = measure(&t, c, streams).await;
             (m, idle_rss_mb(&t).await)
         };
+        let journaled =
+            if args.journal { Some(measure_journal(&args, &upstream.origin, c, streams).await?) } else { None };
         let spin = match &args.spin {
             Some(path) => {
                 let t = start_spin(&args, path, &upstream.origin)?;
@@ -516,6 +577,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         if !steps.is_empty() {
             let _ = writeln!(report, "spindle's mean time per step: {}.\n", steps.join(", "));
+        }
+        if let Some((j, redis_cpu_s, redis_bytes)) = &journaled {
+            let events = (j.outcome.streams * (args.tokens + 3)) as f64;
+            let _ = writeln!(
+                report,
+                "Stream journal on (Redis on loopback): {:.2}x spindle's CPU per stream without it ({:+.1} µs of spindle CPU per event), Redis {:.1} µs CPU and {:.0} bytes of memory per event; first text p50 / p99 {:+.1} / {:+.1} ms, {} errors.\n",
+                j.cpu_per_1000() / spindle.cpu_per_1000(),
+                (j.cpu_s / j.outcome.streams as f64 - spindle.cpu_s / spindle.outcome.streams as f64) * 1e6
+                    / (args.tokens + 3) as f64,
+                redis_cpu_s * 1e6 / events,
+                *redis_bytes as f64 / events,
+                j.ttfe(0.5) - spindle.ttfe(0.5),
+                j.ttfe(0.99) - spindle.ttfe(0.99),
+                j.outcome.errors,
+            );
         }
         if let Some((spin, spin_idle)) = &spin {
             let _ = writeln!(
