@@ -58,6 +58,43 @@ async fn chat_page_streams_shows_sources_and_stops() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_chat_page_resumes_a_dropped_answer() {
+    let redis = common::redis::free_port();
+    let _redis = common::redis::start_redis(redis);
+    let upstream = Upstream::start(Behaviour::tokens(12, 50, 20)).await;
+    let spindle = Spindle::start(
+        Options::default()
+            .llm(&upstream.origin)
+            .var("cache_ttl_secs", "0")
+            .var("stream_journal_url", format!("redis://127.0.0.1:{redis}")),
+    );
+    let (base, dir) = (spindle.base.clone(), repo_root().join("tests/clients"));
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(dir.join("chat_page_resume.mjs"))
+            .arg(&base)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let requests = seen["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 2, "one cut request, one resume: {seen}");
+    let resumed_from = requests[1]["lastEventId"].as_str().unwrap_or_default();
+    assert!(resumed_from.ends_with(":4"), "resumed after the 4 events it had: {seen}");
+    assert_eq!(seen["answer"], (0..12).map(|i| format!("tok{i} ")).collect::<String>(), "every token once: {seen}");
+    assert_eq!(seen["error"], "", "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn only_web_urls_of_sources_become_links() {
     // An index that holds hostile URLs: the page must not make them clickable.
     let urls = ["javascript:alert(document.cookie)", "https://ok.example/faq", "data:text/html,<script>1</script>"];

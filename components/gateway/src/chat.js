@@ -1,5 +1,5 @@
-// Streams POST /api/chat/stream with fetch (so Stop can abort it) and
-// parses the Server-Sent Events as they arrive.
+// Streams POST /api/chat/stream with fetch (so Stop can abort it), parses
+// the Server-Sent Events as they arrive, and resumes a dropped stream.
 const $ = (id) => document.getElementById(id);
 let controller = null;
 
@@ -47,6 +47,52 @@ function authHeaders() {
   return key ? { authorization: "Bearer " + key } : {};
 }
 
+// Reads one response's events into the page, keeping in `state` the last
+// event id seen and whether the answer ended (`done` or `error`): a read
+// that fails midway leaves it as far as it got.
+async function readEvents(res, state) {
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value;
+    let end;
+    while ((end = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith(":")) continue;
+        const i = line.indexOf(":");
+        const field = i < 0 ? line : line.slice(0, i);
+        let v = i < 0 ? "" : line.slice(i + 1);
+        if (v.startsWith(" ")) v = v.slice(1);
+        if (field === "event") name = v;
+        else if (field === "data") data.push(v);
+        else if (field === "id") state.last = v;
+      }
+      if (data.length) handle(name, data.join("\n"));
+      if (name === "done" || name === "error") {
+        state.ended = true;
+        return;
+      }
+    }
+  }
+}
+
+async function failed(res) {
+  const body = await res.json().catch(() => ({}));
+  const e = body.error || {};
+  return new Error((e.message || "HTTP " + res.status) + (e.code ? " (" + e.code + ")" : ""));
+}
+
+// A dropped connection is resumed from the last event received, as an
+// EventSource would: `Last-Event-ID` on the same route, up to 3 times.
+// Servers without a stream journal say so (410), which is shown.
+const RESUME_ATTEMPTS = 3;
+
 async function ask(query) {
   const typed = $("key").value.trim();
   if (typed) sessionStorage.setItem("spindle-api-key", typed);
@@ -66,35 +112,29 @@ async function ask(query) {
       $("key-row").hidden = false;
       $("key").focus();
     }
-    if (!res.ok) {
-      const body = await res.json().catch(() => ({}));
-      const e = body.error || {};
-      throw new Error((e.message || "HTTP " + res.status) + (e.code ? " (" + e.code + ")" : ""));
+    if (!res.ok) throw await failed(res);
+    const state = { last: null, ended: false };
+    try {
+      await readEvents(res, state);
+    } catch (e) {
+      if (e.name === "AbortError") throw e;
     }
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += value;
-      let end;
-      while ((end = buf.indexOf("\n\n")) >= 0) {
-        const block = buf.slice(0, end);
-        buf = buf.slice(end + 2);
-        let name = "message";
-        const data = [];
-        for (const line of block.split("\n")) {
-          if (line.startsWith(":")) continue;
-          const i = line.indexOf(":");
-          const field = i < 0 ? line : line.slice(0, i);
-          let v = i < 0 ? "" : line.slice(i + 1);
-          if (v.startsWith(" ")) v = v.slice(1);
-          if (field === "event") name = v;
-          else if (field === "data") data.push(v);
-        }
-        if (data.length) handle(name, data.join("\n"));
+    for (let attempt = 1; !state.ended && state.last && attempt <= RESUME_ATTEMPTS; attempt++) {
+      $("status").textContent = "Connection lost; resuming…";
+      await new Promise((r) => setTimeout(r, 250 * attempt));
+      try {
+        const again = await fetch("api/chat/stream", {
+          headers: { "last-event-id": state.last, ...authHeaders() },
+          signal: controller.signal,
+        });
+        if (again.status === 204) state.ended = true;
+        else if (!again.ok) throw await failed(again);
+        else await readEvents(again, state);
+      } catch (e) {
+        if (e.name === "AbortError" || !(e instanceof TypeError)) throw e;
       }
     }
+    if (!state.ended) throw new Error("the connection was lost before the answer was complete");
   } catch (e) {
     if (e.name === "AbortError") $("status").textContent = "Stopped.";
     else $("error").textContent = e.message;
