@@ -230,6 +230,11 @@ async fn team_files(kind: Stores) {
     let docs = dir.join("docs");
     std::fs::create_dir_all(docs.join("drafts")).unwrap();
     let embedded = dir.join(".spindle/retriever-docs.wasm");
+    // The engines' run warms reranker-embedding's passage-vector cache in
+    // a Redis of its own, and its app reranks with it.
+    let redis_port = free_port();
+    let _redis = (kind == Stores::Engines).then(|| start_redis(redis_port));
+    let rc = runtime_config(redis_port).display().to_string();
     let (vars, mut base) = match kind {
         // Stores of its own, so the FAQ test running alongside is untouched.
         Stores::Engines => (
@@ -241,7 +246,7 @@ async fn team_files(kind: Stores) {
                     _ => (k, v),
                 })
                 .collect::<Vec<_>>(),
-            Vec::new(),
+            vec!["--runtime-config-file".to_string(), rc.clone()],
         ),
         Stores::Embedded => (Vec::new(), vec!["--embedded".to_string(), embedded.display().to_string()]),
     };
@@ -272,11 +277,26 @@ async fn team_files(kind: Stores) {
     let (ok, out, err) = index_in(&dir, &vars, &args(&["--recreate", "docs"]));
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("4 file(s): 4 new, 0 changed, 0 unchanged, 0 removed, 0 failed"), "{out}");
+    let vectors_cached = || {
+        let keys = Command::new("redis-cli")
+            .args(["-p", &redis_port.to_string(), "--scan", "--pattern", "spindle:embedding:*"])
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&keys.stdout).lines().count()
+    };
+    if kind == Stores::Engines {
+        let chunks: usize =
+            out.split(" chunks to write").next().and_then(|h| h.rsplit(' ').next()?.parse().ok()).unwrap();
+        assert_eq!(vectors_cached(), chunks, "every indexed passage's vector is in the cache: {out}");
+    }
 
     let manifest = match kind {
         Stores::Engines => derived_manifest(
             "end-to-end-files",
-            &[(r#"{ component = "retriever-bm25" }"#, r#"{ component = "retriever-hybrid" }"#)],
+            &[
+                (r#"{ component = "retriever-bm25" }"#, r#"{ component = "retriever-hybrid" }"#),
+                (r#"{ component = "reranker-lexical" }"#, r#"{ component = "reranker-embedding" }"#),
+            ],
         ),
         // The manifest names the indexed copy; nothing is compiled.
         Stores::Embedded => derived_manifest(
@@ -297,7 +317,13 @@ async fn team_files(kind: Stores) {
     // re-indexing (the cache does not know the index changed).
     let mut app_vars = vars.clone();
     app_vars.push(("cache_ttl_secs".into(), "0".into()));
-    let spindle = Spindle::start(Options { variables: app_vars, manifest: Some(manifest), ..Options::default() });
+    let extra_args = match kind {
+        Stores::Engines => vec!["--runtime-config-file".to_string(), rc.clone()],
+        Stores::Embedded => Vec::new(),
+    };
+    let spindle =
+        Spindle::start(Options { variables: app_vars, manifest: Some(manifest), extra_args, ..Options::default() });
+    let cached_before = vectors_cached();
     let laptop = source_ids(&spindle, "How do I request a laptop?").await;
     assert_eq!(laptop[0].0, "docs/handbook.md#requesting-a-laptop", "{laptop:?}");
     assert_eq!(laptop[0].1, "https://intranet.example/docs/handbook.md#requesting-a-laptop");
@@ -309,6 +335,9 @@ async fn team_files(kind: Stores) {
     let first_aid = source_ids(&spindle, "Where are the first aid kits kept?").await;
     assert_eq!(first_aid[0].0, "docs/safety.pdf#page=2", "{first_aid:?}");
     assert_eq!(first_aid[0].1, "https://intranet.example/docs/safety.pdf#page=2");
+    if kind == Stores::Engines {
+        assert_eq!(vectors_cached(), cached_before, "reranking used the indexed vectors, it embedded no passage");
+    }
 
     // One file changes, one goes, one breaks: only those are touched.
     std::fs::write(

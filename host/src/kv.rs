@@ -136,6 +136,16 @@ fn redis_err(e: redis::RedisError) -> Error {
     Error::Other(format!("redis: {e}"))
 }
 
+/// The Redis URL of store `label` in a runtime config file, if it is a
+/// Redis store.
+pub fn redis_url(runtime_config: &Path, label: &str) -> anyhow::Result<Option<String>> {
+    let text =
+        std::fs::read_to_string(runtime_config).with_context(|| format!("cannot read {}", runtime_config.display()))?;
+    let config: RuntimeConfig =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", runtime_config.display()))?;
+    Ok(config.key_value_store.get(label).filter(|s| s.r#type == "redis").and_then(|s| s.url.clone()))
+}
+
 /// The stores of an app, by label.
 #[derive(Clone)]
 pub struct Stores(Arc<HashMap<String, Backend>>);

@@ -4,6 +4,31 @@
 
 use serde_json::{Value, json};
 
+/// The key under which a vector of `text` embedded by `model` as `kind`
+/// (its `input_type`) is cached in the key-value store: by
+/// `reranker-embedding` at query time, and by `spindle index`, which warms
+/// the cache with the vectors it computed for the vector store. The hash
+/// is SipHash over the bytes (std's `DefaultHasher` with fixed keys), the
+/// same on the host and in wasm guests built with one toolchain.
+pub fn cache_key(model: &str, kind: &str, text: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    (model, kind, text).hash(&mut h);
+    format!("spindle:embedding:v1:{:016x}", h.finish())
+}
+
+/// A cached vector's bytes: little-endian f32s.
+pub fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn decode_vector(bytes: &[u8]) -> Option<Vec<f32>> {
+    bytes
+        .len()
+        .is_multiple_of(4)
+        .then(|| bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
 /// The request body. `input_type` is the e5/Cohere-style hint ("query" or
 /// "passage"); it is left out when empty, for servers that reject it.
 pub fn request(model: &str, inputs: &[&str], input_type: &str) -> Value {

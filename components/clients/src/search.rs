@@ -149,24 +149,6 @@ thread_local! {
     static VECTORS: RefCell<HashMap<String, Vec<f32>>> = RefCell::new(HashMap::new());
 }
 
-fn cache_key(model: &str, kind: &str, text: &str) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    (model, kind, text).hash(&mut h);
-    format!("spindle:embedding:v1:{:016x}", h.finish())
-}
-
-fn encode(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn decode(bytes: &[u8]) -> Option<Vec<f32>> {
-    bytes
-        .len()
-        .is_multiple_of(4)
-        .then(|| bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-}
-
 impl Embedder {
     /// Like [`Embedder::embed`], through a cache: this instance's memory,
     /// then the key-value store `default` (shared by all instances, Redis
@@ -177,13 +159,13 @@ impl Embedder {
             Side::Query => &self.query_type,
             Side::Passage => &self.passage_type,
         };
-        let keys: Vec<String> = texts.iter().map(|t| cache_key(&self.model, kind, t)).collect();
+        let keys: Vec<String> = texts.iter().map(|t| embeddings::cache_key(&self.model, kind, t)).collect();
         let mut out: Vec<Option<Vec<f32>>> =
             keys.iter().map(|k| VECTORS.with(|m| m.borrow().get(k).cloned())).collect();
         let store = spin_sdk::key_value::Store::open_default().await.ok();
         if let Some(store) = &store {
             for (slot, key) in out.iter_mut().zip(&keys).filter(|(s, _)| s.is_none()) {
-                *slot = store.get(key).await.ok().flatten().and_then(|b| decode(&b));
+                *slot = store.get(key).await.ok().flatten().and_then(|b| embeddings::decode_vector(&b));
             }
         }
         let missing: Vec<usize> = (0..texts.len()).filter(|&i| out[i].is_none()).collect();
@@ -192,7 +174,7 @@ impl Embedder {
             let vectors = self.embed(&batch, side).await?;
             for (&i, v) in missing.iter().zip(vectors) {
                 if let Some(store) = &store {
-                    let _ = store.set(&keys[i], encode(&v)).await;
+                    let _ = store.set(&keys[i], embeddings::encode_vector(&v)).await;
                 }
                 out[i] = Some(v);
             }

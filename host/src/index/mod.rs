@@ -20,6 +20,7 @@ mod http;
 mod keyword;
 mod state;
 mod vector;
+mod vector_cache;
 
 use crate::manifest::App;
 use crate::variables::Resolver;
@@ -85,6 +86,12 @@ pub struct IndexArgs {
     /// `retriever-bm25` component.
     #[arg(long, value_name = "FILE.wasm", requires = "embedded")]
     embedded_from: Option<PathBuf>,
+    /// The app's runtime config: when its key-value store `default` is
+    /// Redis, the passage vectors computed for the vector store are also
+    /// written there, under the keys `reranker-embedding` caches them by,
+    /// so reranking never embeds an indexed passage again.
+    #[arg(long, value_name = "FILE")]
+    runtime_config_file: Option<PathBuf>,
     /// Timeout of one call to a store or the embeddings endpoint, seconds.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
@@ -382,6 +389,10 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
     let mut vector_written = 0usize;
     let mut keyword_written = 0usize;
     let mut prepared = false;
+    let mut warm = match (&args.runtime_config_file, &targets.vector) {
+        (Some(rc), Some(_)) => vector_cache::VectorCache::open(rc)?,
+        _ => None,
+    };
     for batch in chunks.chunks(args.batch) {
         if let Some(k) = &targets.keyword {
             let failed = k.write(batch)?;
@@ -397,6 +408,9 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
             }
             index.write(batch, &vectors)?;
             vector_written += batch.len();
+            if let Some(cache) = &mut warm {
+                cache.put(&embedder.model, &embedder.passage_type, &texts, &vectors);
+            }
         }
         bar.inc(batch.len() as u64);
         done += batch.len();
@@ -442,6 +456,9 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
             embedder.model,
             embedder.service.shown()
         );
+    }
+    if let Some(cache) = &warm {
+        println!("{}", cache.summary());
     }
     for f in &plan.failed {
         eprintln!("  not indexed: {f}");
